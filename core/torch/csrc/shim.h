@@ -1,0 +1,138 @@
+/* simplescope libtorch shim: a plain C ABI over ATen.
+ *
+ * Rules (DESIGN.md §5):
+ *  - every function returns its error: NULL on success, otherwise a malloc'd, NUL-terminated
+ *    message the caller frees with sst_free_error (never a thread-local "last error");
+ *  - results are written through out-pointers;
+ *  - no C++ exception crosses this boundary;
+ *  - tensors are opaque handles owned by the caller and freed with sst_free.
+ * Error messages of out-of-memory failures start with "[oom] ".
+ */
+#ifndef SIMPLESCOPE_SHIM_H
+#define SIMPLESCOPE_SHIM_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define SST_API __attribute__((visibility("default")))
+#else
+#define SST_API
+#endif
+
+typedef struct sst_tensor sst_tensor;
+typedef char *sst_error;
+
+/* dtype codes */
+enum {
+  SST_F32 = 0, SST_F16 = 1, SST_BF16 = 2, SST_I64 = 3, SST_F64 = 4,
+  SST_I32 = 5, SST_U8 = 6, SST_BOOL = 7, SST_I8 = 8, SST_I16 = 9
+};
+/* device types */
+enum { SST_CPU = 0, SST_CUDA = 1 };
+
+#define SST_MAX_DIMS 8
+
+SST_API void sst_free_error(sst_error e);
+/* Frees a tensor handle (NULL is ignored). */
+SST_API void sst_free(sst_tensor *t);
+/* Number of tensor handles alive in this process. */
+SST_API int64_t sst_live_tensors(void);
+
+/* Library facts. *out is malloc'd; free with sst_free_error. */
+SST_API sst_error sst_torch_version(char **out);
+SST_API sst_error sst_cuda_device_count(int64_t *out);
+SST_API sst_error sst_cuda_mem_info(int64_t device, int64_t *free_bytes, int64_t *total_bytes);
+SST_API sst_error sst_set_num_threads(int64_t n);
+SST_API sst_error sst_get_num_threads(int64_t *out);
+
+/* Creation. from_blob copies `data` (host memory, contiguous, of dtype src_dtype and the given
+ * shape) into a new tensor of dtype dst_dtype on the device. */
+SST_API sst_error sst_from_blob(const void *data, const int64_t *shape, int64_t ndim, int src_dtype,
+                        int dst_dtype, int dev_type, int64_t dev_index, sst_tensor **out);
+SST_API sst_error sst_zeros(const int64_t *shape, int64_t ndim, int dtype, int dev_type,
+                    int64_t dev_index, sst_tensor **out);
+SST_API sst_error sst_full(const int64_t *shape, int64_t ndim, double value, int dtype, int dev_type,
+                   int64_t dev_index, sst_tensor **out);
+SST_API sst_error sst_arange(int64_t start, int64_t end, int dtype, int dev_type, int64_t dev_index,
+                     sst_tensor **out);
+
+/* Introspection and host copies. shape must hold SST_MAX_DIMS values. */
+SST_API sst_error sst_info(const sst_tensor *t, int *dtype, int64_t *ndim, int64_t *shape,
+                   int *dev_type, int64_t *dev_index);
+/* Copies the tensor (any device, any layout) into dst as contiguous bytes of its own dtype.
+ * nbytes must equal numel * element size. */
+SST_API sst_error sst_copy_to_host(const sst_tensor *t, void *dst, int64_t nbytes);
+SST_API sst_error sst_to(const sst_tensor *t, int dtype, int dev_type, int64_t dev_index,
+                 sst_tensor **out);
+SST_API sst_error sst_clone(const sst_tensor *t, sst_tensor **out);
+
+/* Shape ops. */
+SST_API sst_error sst_reshape(const sst_tensor *t, const int64_t *shape, int64_t ndim, sst_tensor **out);
+SST_API sst_error sst_permute(const sst_tensor *t, const int64_t *dims, int64_t ndim, sst_tensor **out);
+SST_API sst_error sst_transpose(const sst_tensor *t, int64_t d0, int64_t d1, sst_tensor **out);
+SST_API sst_error sst_contiguous(const sst_tensor *t, sst_tensor **out);
+SST_API sst_error sst_narrow(const sst_tensor *t, int64_t dim, int64_t start, int64_t length,
+                     sst_tensor **out);
+SST_API sst_error sst_select(const sst_tensor *t, int64_t dim, int64_t index, sst_tensor **out);
+SST_API sst_error sst_unsqueeze(const sst_tensor *t, int64_t dim, sst_tensor **out);
+SST_API sst_error sst_expand(const sst_tensor *t, const int64_t *shape, int64_t ndim, sst_tensor **out);
+SST_API sst_error sst_cat(sst_tensor *const *ts, int64_t n, int64_t dim, sst_tensor **out);
+SST_API sst_error sst_stack(sst_tensor *const *ts, int64_t n, int64_t dim, sst_tensor **out);
+SST_API sst_error sst_index_select(const sst_tensor *t, int64_t dim, const sst_tensor *index,
+                           sst_tensor **out);
+/* out = t with out[index[i]] along dim replaced by src[i] (a copy; t is unchanged). */
+SST_API sst_error sst_index_copy(const sst_tensor *t, int64_t dim, const sst_tensor *index,
+                         const sst_tensor *src, sst_tensor **out);
+SST_API sst_error sst_gather(const sst_tensor *t, int64_t dim, const sst_tensor *index, sst_tensor **out);
+
+/* Elementwise and reductions. */
+SST_API sst_error sst_add(const sst_tensor *a, const sst_tensor *b, sst_tensor **out);
+SST_API sst_error sst_sub(const sst_tensor *a, const sst_tensor *b, sst_tensor **out);
+SST_API sst_error sst_mul(const sst_tensor *a, const sst_tensor *b, sst_tensor **out);
+SST_API sst_error sst_div(const sst_tensor *a, const sst_tensor *b, sst_tensor **out);
+SST_API sst_error sst_add_scalar(const sst_tensor *a, double s, sst_tensor **out);
+SST_API sst_error sst_mul_scalar(const sst_tensor *a, double s, sst_tensor **out);
+SST_API sst_error sst_neg(const sst_tensor *a, sst_tensor **out);
+SST_API sst_error sst_sin(const sst_tensor *a, sst_tensor **out);
+SST_API sst_error sst_cos(const sst_tensor *a, sst_tensor **out);
+SST_API sst_error sst_eq(const sst_tensor *a, const sst_tensor *b, sst_tensor **out);
+SST_API sst_error sst_masked_fill(const sst_tensor *t, const sst_tensor *mask, double value,
+                          sst_tensor **out);
+SST_API sst_error sst_where(const sst_tensor *cond, const sst_tensor *a, const sst_tensor *b,
+                    sst_tensor **out);
+SST_API sst_error sst_softmax(const sst_tensor *t, int64_t dim, sst_tensor **out);
+SST_API sst_error sst_log_softmax(const sst_tensor *t, int64_t dim, sst_tensor **out);
+SST_API sst_error sst_argmax(const sst_tensor *t, int64_t dim, int keepdim, sst_tensor **out);
+SST_API sst_error sst_topk(const sst_tensor *t, int64_t k, int64_t dim, sst_tensor **values,
+                   sst_tensor **indices);
+SST_API sst_error sst_sum(const sst_tensor *t, int64_t dim, int keepdim, sst_tensor **out);
+
+/* Neural-network ops. bias may be NULL. */
+SST_API sst_error sst_matmul(const sst_tensor *a, const sst_tensor *b, sst_tensor **out);
+SST_API sst_error sst_linear(const sst_tensor *x, const sst_tensor *w, const sst_tensor *bias,
+                     sst_tensor **out);
+SST_API sst_error sst_layer_norm(const sst_tensor *x, const sst_tensor *w, const sst_tensor *b,
+                         double eps, sst_tensor **out);
+/* gelu, tanh approximation ("gelu_new" in HF). */
+SST_API sst_error sst_gelu_tanh(const sst_tensor *x, sst_tensor **out);
+SST_API sst_error sst_embedding(const sst_tensor *weight, const sst_tensor *ids, sst_tensor **out);
+/* GPT-J's interleaved rotary embedding on the first rot dims of the last axis:
+ * x (..., T, H, D) or any shape whose last axis is D; sin, cos broadcastable to (..., rot/2).
+ * out = cat(x_rot*cos' + rotate_every_two(x_rot)*sin', x_pass) with sin'/cos' repeated twice. */
+SST_API sst_error sst_rotary_gptj(const sst_tensor *x, const sst_tensor *sin, const sst_tensor *cos,
+                          int64_t rot, sst_tensor **out);
+/* Attention: q (B, H, Tq, D), k/v (B, H, Tk, D); mask NULL or boolean broadcastable to
+ * (B, H, Tq, Tk) with true = may attend. Scores in float32 scaled by 1/sqrt(D); output in
+ * v's dtype. */
+SST_API sst_error sst_attention(const sst_tensor *q, const sst_tensor *k, const sst_tensor *v,
+                        const sst_tensor *mask, sst_tensor **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

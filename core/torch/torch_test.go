@@ -1,0 +1,369 @@
+package torch
+
+import (
+	"errors"
+	"math"
+	"math/rand"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func randF32(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+func maxDiff(a, b []float32) (float64, int) {
+	m, at := 0.0, -1
+	for i := range a {
+		d := math.Abs(float64(a[i]) - float64(b[i]))
+		if d > m || math.IsNaN(d) {
+			m, at = d, i
+		}
+	}
+	return m, at
+}
+
+func checkClose(t *testing.T, name string, got, want []float32, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", name, len(got), len(want))
+	}
+	if d, i := maxDiff(got, want); d > tol {
+		t.Fatalf("%s: max abs diff %.3g at %d (got %v want %v), tolerance %.1g", name, d, i, got[i], want[i], tol)
+	}
+}
+
+// Go references, written independently of ATen.
+func refMatmul(a, b []float32, m, k, n int) []float32 {
+	out := make([]float32, m*n)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			for p := 0; p < k; p++ {
+				s += float64(a[i*k+p]) * float64(b[p*n+j])
+			}
+			out[i*n+j] = float32(s)
+		}
+	}
+	return out
+}
+
+func refLayerNorm(x, w, b []float32, rows, c int, eps float64) []float32 {
+	out := make([]float32, len(x))
+	for r := 0; r < rows; r++ {
+		row := x[r*c : (r+1)*c]
+		var mean, v float64
+		for _, e := range row {
+			mean += float64(e)
+		}
+		mean /= float64(c)
+		for _, e := range row {
+			v += (float64(e) - mean) * (float64(e) - mean)
+		}
+		v /= float64(c)
+		for j, e := range row {
+			out[r*c+j] = float32((float64(e)-mean)/math.Sqrt(v+eps)*float64(w[j]) + float64(b[j]))
+		}
+	}
+	return out
+}
+
+func TestOpsAgainstGoReferences(t *testing.T) {
+	r := rand.New(rand.NewSource(1))
+	s := NewScope()
+	defer s.Close()
+	const m, k, n = 5, 7, 3
+	a, b := randF32(r, m*k), randF32(r, k*n)
+	ta := ScopeFromSlice(s, a, []int64{m, k}, Float32, CPU)
+	tb := ScopeFromSlice(s, b, []int64{k, n}, Float32, CPU)
+	x := randF32(r, 4*6)
+	w, bb := randF32(r, 6), randF32(r, 6)
+	tx := ScopeFromSlice(s, x, []int64{4, 6}, Float32, CPU)
+	tw := ScopeFromSlice(s, w, []int64{6}, Float32, CPU)
+	tbias := ScopeFromSlice(s, bb, []int64{6}, Float32, CPU)
+	wl := randF32(r, 3*6)
+	twl := ScopeFromSlice(s, wl, []int64{3, 6}, Float32, CPU)
+	bl := randF32(r, 3)
+	tbl := ScopeFromSlice(s, bl, []int64{3}, Float32, CPU)
+
+	tests := []struct {
+		name string
+		got  *Tensor
+		want func() []float32
+	}{
+		{"matmul", s.Matmul(ta, tb), func() []float32 { return refMatmul(a, b, m, k, n) }},
+		{"layer_norm", s.LayerNorm(tx, tw, tbias, 1e-5), func() []float32 { return refLayerNorm(x, w, bb, 4, 6, 1e-5) }},
+		{"linear", s.Linear(tx, twl, tbl), func() []float32 {
+			wt := make([]float32, 6*3)
+			for i := 0; i < 3; i++ {
+				for j := 0; j < 6; j++ {
+					wt[j*3+i] = wl[i*6+j]
+				}
+			}
+			out := refMatmul(x, wt, 4, 6, 3)
+			for i := range out {
+				out[i] += bl[i%3]
+			}
+			return out
+		}},
+		{"gelu_tanh", s.GeluTanh(tx), func() []float32 {
+			out := make([]float32, len(x))
+			for i, v := range x {
+				f := float64(v)
+				out[i] = float32(0.5 * f * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(f+0.044715*f*f*f))))
+			}
+			return out
+		}},
+		{"softmax", s.Softmax(tx, 1), func() []float32 {
+			out := make([]float32, len(x))
+			for r := 0; r < 4; r++ {
+				var z float64
+				for j := 0; j < 6; j++ {
+					z += math.Exp(float64(x[r*6+j]))
+				}
+				for j := 0; j < 6; j++ {
+					out[r*6+j] = float32(math.Exp(float64(x[r*6+j])) / z)
+				}
+			}
+			return out
+		}},
+		{"log_softmax", s.LogSoftmax(tx, 1), func() []float32 {
+			out := make([]float32, len(x))
+			for r := 0; r < 4; r++ {
+				var z float64
+				for j := 0; j < 6; j++ {
+					z += math.Exp(float64(x[r*6+j]))
+				}
+				for j := 0; j < 6; j++ {
+					out[r*6+j] = float32(float64(x[r*6+j]) - math.Log(z))
+				}
+			}
+			return out
+		}},
+		{"transpose+contiguous", s.Contiguous(s.Transpose(tx, 0, 1)), func() []float32 {
+			out := make([]float32, len(x))
+			for i := 0; i < 4; i++ {
+				for j := 0; j < 6; j++ {
+					out[j*4+i] = x[i*6+j]
+				}
+			}
+			return out
+		}},
+		{"narrow", s.Narrow(tx, 1, 2, 3), func() []float32 {
+			var out []float32
+			for i := 0; i < 4; i++ {
+				out = append(out, x[i*6+2:i*6+5]...)
+			}
+			return out
+		}},
+		{"cat", s.Cat([]*Tensor{tx, tx}, 0), func() []float32 { return append(append([]float32{}, x...), x...) }},
+		{"add_mul_scalar", s.MulScalar(s.AddScalar(tx, 1.5), -2), func() []float32 {
+			out := make([]float32, len(x))
+			for i, v := range x {
+				out[i] = (v + 1.5) * -2
+			}
+			return out
+		}},
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.got.Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkClose(t, tc.name, got, tc.want(), 1e-5)
+		})
+	}
+}
+
+func TestIndexOps(t *testing.T) {
+	s := NewScope()
+	defer s.Close()
+	data := make([]float32, 5*3)
+	for i := range data {
+		data[i] = float32(i)
+	}
+	x := ScopeFromSlice(s, data, []int64{5, 3}, Float32, CPU)
+	idx := ScopeFromSlice(s, []int64{4, 0}, []int64{2}, Int64, CPU)
+	sel := s.IndexSelect(x, 0, idx)
+	src := s.Full([]int64{2, 3}, -1, Float32, CPU)
+	cp := s.IndexCopy(x, 0, idx, src)
+	am := s.Argmax(sel, 1, false)
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := sel.Float32s()
+	checkClose(t, "index_select", got, append(append([]float32{}, data[12:15]...), data[0:3]...), 0)
+	gotCp, _ := cp.Float32s()
+	want := append([]float32{}, data...)
+	for _, row := range []int{4, 0} {
+		for j := 0; j < 3; j++ {
+			want[row*3+j] = -1
+		}
+	}
+	checkClose(t, "index_copy", gotCp, want, 0)
+	orig, _ := x.Float32s()
+	checkClose(t, "index_copy leaves input", orig, data, 0)
+	ids, _ := am.Int64s()
+	if len(ids) != 2 || ids[0] != 2 || ids[1] != 2 {
+		t.Fatalf("argmax of increasing rows = %v, want the last column", ids)
+	}
+}
+
+func TestDTypeRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewSource(2))
+	x := randF32(r, 64)
+	for _, tc := range []struct {
+		dt  DType
+		tol float64 // relative precision of the format
+	}{{Float32, 0}, {Float16, 1e-3}, {BFloat16, 8e-3}, {Float64, 0}} {
+		t.Run(tc.dt.String(), func(t *testing.T) {
+			s := NewScope()
+			defer s.Close()
+			tt := ScopeFromSlice(s, x, []int64{8, 8}, tc.dt, CPU)
+			if err := s.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if tt.DType() != tc.dt {
+				t.Fatalf("dtype %v, want %v", tt.DType(), tc.dt)
+			}
+			got, err := tt.Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range x {
+				if d := math.Abs(float64(got[i] - x[i])); d > tc.tol*math.Abs(float64(x[i]))+1e-7 {
+					t.Fatalf("element %d: %v -> %v (diff %.3g)", i, x[i], got[i], d)
+				}
+			}
+			b, err := tt.Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) != 64*tc.dt.Size() {
+				t.Fatalf("Bytes: %d bytes, want %d", len(b), 64*tc.dt.Size())
+			}
+		})
+	}
+}
+
+func TestShimErrorsReachGo(t *testing.T) {
+	s := NewScope()
+	defer s.Close()
+	a := s.Zeros([]int64{2, 3}, Float32, CPU)
+	b := s.Zeros([]int64{4, 5}, Float32, CPU)
+	c := s.Matmul(a, b)
+	if c != nil || s.Err() == nil {
+		t.Fatal("matmul of (2,3) by (4,5) succeeded")
+	}
+	msg := s.Err().Error()
+	if !strings.Contains(msg, "matmul") || !strings.Contains(msg, "cannot be multiplied") {
+		t.Fatalf("error does not carry ATen's message: %q", msg)
+	}
+	// later ops are skipped, not run on nil
+	if d := s.Add(a, b); d != nil {
+		t.Fatal("op ran after an error")
+	}
+	if _, err := FromSlice([]float32{1, 2, 3}, []int64{2, 2}, Float32, CPU); err == nil {
+		t.Fatal("FromSlice accepted 3 values for shape (2,2)")
+	}
+	if _, err := FromSlice([]float32{1}, []int64{1}, Float32, CUDA(7)); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("cuda:7 error = %v", err)
+	}
+	var closed *Tensor
+	if _, err := closed.Float32s(); err == nil {
+		t.Fatal("nil tensor read succeeded")
+	}
+}
+
+func TestOOMIsRecognised(t *testing.T) {
+	_, err := FromSlice([]float32{}, []int64{0}, Float32, CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewScope()
+	defer s.Close()
+	// 2^62 bytes cannot be allocated anywhere.
+	s.Zeros([]int64{1 << 30, 1 << 30}, Float32, CPU)
+	if !IsOOM(s.Err()) {
+		t.Fatalf("huge allocation error %v is not marked out-of-memory", s.Err())
+	}
+	if !errors.Is(s.Err(), ErrOOM) {
+		t.Fatal("errors.Is(err, ErrOOM) false")
+	}
+}
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Device
+		ok   bool
+	}{{"cpu", CPU, true}, {"cuda", CUDA(0), true}, {"cuda:3", CUDA(3), true}, {"gpu", Device{}, false}, {"cuda:x", Device{}, false}} {
+		got, err := ParseDevice(tc.in)
+		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
+			t.Errorf("ParseDevice(%q) = %v, %v", tc.in, got, err)
+		}
+	}
+	for _, tc := range []struct {
+		in   string
+		want DType
+		ok   bool
+	}{{"float32", Float32, true}, {"fp16", Float16, true}, {"bfloat16", BFloat16, true}, {"float8", 0, false}} {
+		got, err := ParseDType(tc.in)
+		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
+			t.Errorf("ParseDType(%q) = %v, %v", tc.in, got, err)
+		}
+	}
+}
+
+func TestConcurrentCreateFreeLeavesNoLiveTensors(t *testing.T) {
+	before := LiveTensors()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				s := NewScope()
+				x := ScopeFromSlice(s, []float32{float32(g), float32(i)}, []int64{2}, Float32, CPU)
+				y := s.MulScalar(s.AddScalar(x, 1), 2)
+				v, err := y.Float32s()
+				if err == nil && (v[0] != (float32(g)+1)*2 || v[1] != (float32(i)+1)*2) {
+					err = errors.New("wrong value under concurrency")
+				}
+				s.Close()
+				if err != nil || s.Err() != nil {
+					errs <- errors.Join(err, s.Err())
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if after := LiveTensors(); after != before {
+		t.Fatalf("live tensors %d after 12000 creates and frees, want %d", after, before)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	v, err := TorchVersion()
+	if err != nil || !strings.HasPrefix(v, "2.") {
+		t.Fatalf("TorchVersion() = %q, %v", v, err)
+	}
+	if n, err := CUDADeviceCount(); err != nil || n < 0 {
+		t.Fatalf("CUDADeviceCount() = %d, %v", n, err)
+	}
+}
