@@ -1,0 +1,5 @@
+"""Make the in-repo package importable: put python/ on sys.path."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
