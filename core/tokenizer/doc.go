@@ -17,8 +17,9 @@
 // not used.
 //
 // Invalid UTF-8 input: every byte that is not part of a valid UTF-8 sequence is a character of the
-// "other" class (neither letter, number nor whitespace, like punctuation) and is encoded as its
-// byte-level token, so Decode(Encode(s)) == s holds for every byte string. Decode returns the raw
+// "other" class (neither letter, number nor whitespace, like punctuation); the BPE model encodes it
+// from its byte-level character like any byte, so Decode(Encode(s)) == s holds for every byte
+// string. Decode returns the raw
 // decoded bytes (no U+FFFD substitution), so decoding a prefix that cuts a UTF-8 sequence returns
 // the partial bytes.
 //

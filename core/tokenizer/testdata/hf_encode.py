@@ -3,6 +3,8 @@
 Usage:
   hf_encode.py encode TOKENIZER_JSON IN.jsonl      one JSON list of ids per input line {"text": ...}
   hf_encode.py pretok TOKENIZER_JSON IN.jsonl      one JSON list of pre-token strings per line
+  hf_encode.py model TOKENIZER_JSON IN.jsonl       ids of the BPE model alone on each text, taken as
+                                                   one pre-token in the byte-level alphabet
   hf_encode.py info TOKENIZER_JSON                 {"vocab_size": ..., "token_to_id": {...}}
   hf_encode.py bench TOKENIZER_JSON IN.jsonl REPS  encode every text REPS times on one thread,
                                                    print {"tokens": ..., "seconds": ..., "tokens_per_s": ...}
@@ -34,6 +36,9 @@ def main():
     elif mode == "pretok":
         for t in texts(sys.argv[3]):
             out.write(json.dumps([p for p, _ in tok.pre_tokenizer.pre_tokenize_str(t)]) + "\n")
+    elif mode == "model":
+        for t in texts(sys.argv[3]):
+            out.write(json.dumps([tk.id for tk in tok.model.tokenize(t)]) + "\n")
     elif mode == "info":
         names = ["<|endoftext|>", "<|extratoken_1|>", "<|extratoken_7|>", "<|extratoken_143|>"]
         out.write(json.dumps({"vocab_size": tok.get_vocab_size(with_added_tokens=True),
