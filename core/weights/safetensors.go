@@ -42,8 +42,14 @@ func parseSafetensors(data []byte) ([]tensorRecord, error) {
 	if raw == nil {
 		return nil, fmt.Errorf("corrupt safetensors header: not a JSON object")
 	}
+	names := make([]string, 0, len(raw))
+	for name := range raw {
+		names = append(names, name)
+	}
+	sort.Strings(names) // deterministic errors
 	recs := make([]tensorRecord, 0, len(raw))
-	for name, msg := range raw {
+	for _, name := range names {
+		msg := raw[name]
 		if name == "__metadata__" {
 			var meta map[string]string
 			if err := json.Unmarshal(msg, &meta); err != nil {
@@ -83,6 +89,5 @@ func parseSafetensors(data []byte) ([]tensorRecord, error) {
 			storageLen: end - b,
 		})
 	}
-	sort.Slice(recs, func(i, j int) bool { return recs[i].info.Name < recs[j].info.Name })
 	return recs, nil
 }

@@ -159,12 +159,12 @@ func readIndex(path string) ([]string, map[string]string, error) {
 
 // openFiles maps and indexes the given files. wmap, when set, is the index's key → file map,
 // checked against what the files hold.
-func openFiles(dir, index string, paths []string, wmap map[string]string) (s *Store, err error) {
-	s = &Store{dir: dir, tensors: map[string]*tensorRecord{}, copies: map[string][]byte{}}
+func openFiles(dir, index string, paths []string, wmap map[string]string) (*Store, error) {
+	s := &Store{dir: dir, tensors: map[string]*tensorRecord{}, copies: map[string][]byte{}}
+	ok := false
 	defer func() {
-		if err != nil {
+		if !ok {
 			s.Close()
-			s = nil
 		}
 	}()
 	for i, p := range paths {
@@ -212,6 +212,7 @@ func openFiles(dir, index string, paths []string, wmap map[string]string) (s *St
 		s.keys = append(s.keys, k)
 	}
 	sort.Strings(s.keys)
+	ok = true
 	return s, nil
 }
 
@@ -261,19 +262,27 @@ func (s *Store) Bytes(name string) ([]byte, Info, error) {
 	if s.closed {
 		return nil, info, fmt.Errorf("weights: tensor %q: store is closed", name)
 	}
-	data := s.files[r.file].data
-	size := int64(info.DType.Size())
-	n := info.NumBytes()
 	if r.strides == nil {
-		start := r.base + r.elemOffset*size
-		return data[start : start+n : start+n], info, nil
+		return r.bytes(s.files[r.file].data), info, nil
 	}
 	if b, ok := s.copies[name]; ok {
 		return b, info, nil
 	}
-	b := gather(data[r.base:r.base+r.storageLen], info.Shape, r.strides, r.elemOffset, size)
+	b := r.bytes(s.files[r.file].data)
 	s.copies[name] = b
 	return b, info, nil
+}
+
+// bytes slices (or, for a strided view, gathers) the record's bytes out of its file's data.
+// The record's bounds were checked when it was built.
+func (r *tensorRecord) bytes(data []byte) []byte {
+	size := int64(r.info.DType.Size())
+	if r.strides == nil {
+		n := r.info.NumBytes()
+		start := r.base + r.elemOffset*size
+		return data[start : start+n : start+n]
+	}
+	return gather(data[r.base:r.base+r.storageLen], r.info.Shape, r.strides, r.elemOffset, size)
 }
 
 // gather copies a strided view (bounds checked when the index was built) into row-major order.

@@ -9,6 +9,9 @@ import (
 	"strings"
 )
 
+// maxGather bounds the copy made for a non-contiguous view larger than its storage.
+const maxGather = 64 << 20
+
 // torchStorage is one storage of a torch.save archive: the bytes of zip entry data/<key>.
 type torchStorage struct {
 	dtype DType
@@ -236,6 +239,11 @@ func (t *torchTensor) record(name string) (tensorRecord, error) {
 		elemOffset: t.offset,
 	}
 	if !contiguous {
+		// A non-contiguous view is gathered into memory by Bytes. A view that reads elements
+		// several times (expand) could ask for far more than the file holds: refuse that.
+		if n := numel * int64(s.dtype.Size()); n > rec.storageLen && n > maxGather {
+			return bad(fmt.Sprintf("non-contiguous view shape %v stride %v would need %d bytes gathered from a %d-byte storage", t.shape, t.stride, n, rec.storageLen))
+		}
 		rec.strides = t.stride
 	}
 	return rec, nil

@@ -147,6 +147,17 @@ def main():
         torch.save(sd, os.path.join(outdir, "seed.bin"))
         save_file({k: v.clone().contiguous() for k, v in sd.items()}, os.path.join(outdir, "seed.safetensors"),
                   metadata={"format": "pt"})
+        import zipfile
+        with zipfile.ZipFile(os.path.join(outdir, "seed.bin")) as z:
+            pkl = z.read([n for n in z.namelist() if n.endswith("/data.pkl")][0])
+        seeds = {"FuzzTorchZip": os.path.join(outdir, "seed.bin"),
+                 "FuzzSafetensorsHeader": os.path.join(outdir, "seed.safetensors")}
+        for fuzz, path in list(seeds.items()) + [("FuzzUnpickle", None)]:
+            raw = pkl if path is None else open(path, "rb").read()
+            os.makedirs(os.path.join(outdir, "fuzz", fuzz), exist_ok=True)
+            lit = "".join(chr(b) if 32 <= b < 127 and chr(b) not in '"\\' else "\\x%02x" % b for b in raw)
+            with open(os.path.join(outdir, "fuzz", fuzz, "seed_torch"), "w") as f:
+                f.write('go test fuzz v1\n[]byte("' + lit + '")\n')
         return
     formats = what.split(",")
     if formats == ["all"]:
