@@ -150,7 +150,9 @@ func TestOpenErrors(t *testing.T) {
 			[]string{"model.safetensors.index.json", "bad JSON"}},
 		{"truncated zip", func(dir string) { copyFile(t, binFile, filepath.Join(dir, "pytorch_model.bin"), int(bn.Size())*6/10) },
 			[]string{"pytorch_model.bin", "corrupt zip"}},
-		{"legacy torch format", func(dir string) { os.WriteFile(filepath.Join(dir, "pytorch_model.bin"), []byte{0x80, 0x02, 0x8a, 0x0a}, 0o644) },
+		{"legacy torch format", func(dir string) {
+			os.WriteFile(filepath.Join(dir, "pytorch_model.bin"), []byte{0x80, 0x02, 0x8a, 0x0a}, 0o644)
+		},
 			[]string{"pytorch_model.bin", "legacy"}},
 		{"not a torch zip", func(dir string) {
 			rezip(t, binFile, filepath.Join(dir, "pytorch_model.bin"), zip.Store, func(name string, b []byte) ([]byte, bool) {
