@@ -109,6 +109,7 @@ func TestMatchesPython(t *testing.T) {
 		{"bin", filepath.Join(root, "bin"), "bin", "pytorch", 1, nil},
 		{"bin sharded", filepath.Join(root, "bin-sharded"), "bin-sharded", "pytorch", 3, nil},
 		{"bin views", filepath.Join(root, "views"), "views", "pytorch", 1, []string{"col_3", "expanded", "transposed"}},
+		{"bin views pickle protocol 4", filepath.Join(root, "views-p4"), "views-p4", "pytorch", 1, []string{"col_3", "expanded", "transposed"}},
 		{"hf cache snapshot (symlinks)", snapshot, "cache", "pytorch", 1, nil},
 		{"hf cache repo (refs/main)", filepath.Join(root, "cache", "models--test--tiny-gptj"), "cache", "pytorch", 1, nil},
 	}

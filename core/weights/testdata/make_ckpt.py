@@ -6,7 +6,7 @@ usage: make_ckpt.py OUTDIR FORMAT[,FORMAT...]    (FORMAT "all" = every test form
 
 Test formats, each written to OUTDIR/<format>/ with manifest.json = {name: {dtype, shape, sha256}}
 where sha256 is over tensor.contiguous() bytes (bf16 and bool are viewed as raw bytes), read
-back with safetensors.safe_open or torch.load (weights_only=True), independently of the Go code:
+back with safetensors.safe_open or torch.load, independently of the Go code:
   st           tiny GPT-J, save_pretrained (one model.safetensors)
   st-sharded   the same model, max_shard_size small → model-0000k-of-0000n.safetensors + index
   bin          the same model's state dict plus the attn.bias / attn.masked_bias buffers old
@@ -14,6 +14,7 @@ back with safetensors.safe_open or torch.load (weights_only=True), independently
   bin-sharded  the same, split over pytorch_model-0000k-of-0000n.bin + pytorch_model.bin.index.json
   views        torch.save of a dict of many dtypes, views with a storage offset, tensors sharing
                a storage, a transpose (non-contiguous), a Parameter, a scalar, an empty tensor
+  views-p4     the views dict saved with pickle_protocol=4 (FRAME, MEMOIZE, STACK_GLOBAL opcodes)
   st-dtypes    the views dict (made contiguous) saved with safetensors.torch.save_file
   cache        HF cache layout of "bin": models--test--tiny-gptj/{blobs,refs/main,snapshots/<rev>}
 """
@@ -58,7 +59,8 @@ def read_back_bin(outdir):
     out = {}
     for name in sorted(os.listdir(outdir)):
         if name.endswith(".bin"):
-            out.update(torch.load(os.path.join(outdir, name), weights_only=True, map_location="cpu"))
+            # Our own files; torch's weights_only loader rejects the protocol-4 FRAME opcode.
+            out.update(torch.load(os.path.join(outdir, name), weights_only=False, map_location="cpu"))
     return out
 
 
@@ -161,7 +163,7 @@ def main():
         return
     formats = what.split(",")
     if formats == ["all"]:
-        formats = ["st", "st-sharded", "bin", "bin-sharded", "views", "st-dtypes", "cache"]
+        formats = ["st", "st-sharded", "bin", "bin-sharded", "views", "views-p4", "st-dtypes", "cache"]
     model = tiny_gptj()
     for fmt in formats:
         d = os.path.join(outdir, fmt)
@@ -183,6 +185,9 @@ def main():
             write_manifest(d, read_back_bin(d))
         elif fmt == "views":
             torch.save(views_dict(), os.path.join(d, "pytorch_model.bin"))
+            write_manifest(d, read_back_bin(d))
+        elif fmt == "views-p4":
+            torch.save(views_dict(), os.path.join(d, "pytorch_model.bin"), pickle_protocol=4)
             write_manifest(d, read_back_bin(d))
         elif fmt == "st-dtypes":
             from safetensors.torch import save_file
