@@ -324,3 +324,15 @@ func (m *Model) Continue(h *torch.Tensor, start int, prefix *Prefix) (*torch.Ten
 	}
 	return s.Keep(logits), nil
 }
+
+// LogitsAt returns the float32 logits of token tok[i] at row i of x (N, C), a residual after
+// the last block: (ln_f(x) · W[tok] + b[tok]) without the (N, V) projection.
+func (m *Model) LogitsAt(s *torch.Scope, x, tok *torch.Tensor) *torch.Tensor {
+	z := s.LayerNorm(x, m.lnfW, m.lnfB, m.Cfg.LayerNormEps) // (N, C)
+	w := s.IndexSelect(m.headW, 0, tok)                      // (N, C)
+	y := s.Sum(s.Mul(s.To(z, torch.Float32, m.Device), s.To(w, torch.Float32, m.Device)), 1, false)
+	if m.headB != nil {
+		y = s.Add(y, s.To(s.IndexSelect(m.headB, 0, tok), torch.Float32, m.Device))
+	}
+	return y
+}
