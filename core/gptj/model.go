@@ -6,6 +6,7 @@ import (
 	"math"
 	"sync"
 
+	"github.com/simplescope/simplescope/core/config"
 	"github.com/simplescope/simplescope/core/torch"
 	"github.com/simplescope/simplescope/core/weights"
 )
@@ -16,6 +17,7 @@ type Config struct {
 	LayerNormEps                                               float64
 	Activation                                                 string
 	BOS, EOS                                                   int
+	Tied                                                       bool // tie_word_embeddings: lm_head shares wte
 }
 
 // HeadDim is n_embd / n_head.
@@ -80,9 +82,14 @@ func (m *Model) all() []*torch.Tensor {
 
 // ConfigFromFile converts the checkpoint's config.json to Config.
 func ConfigFromFile(dir string) (Config, error) {
-	cfg, err := readConfig(dir)
+	c, err := config.ReadGPTJConfig(dir)
 	if err != nil {
 		return Config{}, err
+	}
+	cfg := Config{
+		NEmbd: c.NEmbd, NLayer: c.NLayer, NHead: c.NHead, RotaryDim: c.RotaryDim, VocabSize: c.VocabSize,
+		NPositions: c.NPositions, NInner: c.NInner, LayerNormEps: c.LayerNormEpsilon,
+		Activation: c.ActivationFunction, BOS: c.BOSTokenID, EOS: c.EOSTokenID, Tied: c.TieWordEmbeddings,
 	}
 	if cfg.NInner == 0 {
 		cfg.NInner = 4 * cfg.NEmbd
@@ -165,8 +172,12 @@ func Load(dir string, dtype torch.DType, dev torch.Device) (m *Model, err error)
 		if m.headW, err = get("lm_head.weight", V, C); err != nil {
 			return m, err
 		}
+	} else if cfg.Tied {
+		if m.headW, err = get("transformer.wte.weight", V, C); err != nil {
+			return m, err
+		}
 	} else {
-		return m, fmt.Errorf("load %s: tensor lm_head.weight not found in %s", dir, dir)
+		return m, fmt.Errorf("load %s: tensor lm_head.weight not found (and tie_word_embeddings is false)", dir)
 	}
 	if has("lm_head.bias") {
 		if m.headB, err = get("lm_head.bias", V); err != nil {
