@@ -3,7 +3,6 @@ package data
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -80,8 +79,9 @@ type Reader struct {
 	file   *os.File
 	zr     *zstd.Decoder
 	br     *bufio.Reader
-	line   int // lines consumed so far
-	index  int // documents returned so far
+	buf    []byte // holds a line longer than the bufio buffer
+	line   int    // lines consumed so far
+	index  int    // documents returned so far
 	err    error
 }
 
@@ -154,7 +154,7 @@ func (r *Reader) Next() (Doc, error) {
 
 func (r *Reader) next() (Doc, error) {
 	for {
-		line, err := r.br.ReadBytes('\n')
+		line, err := r.readLine()
 		if err != nil && err != io.EOF {
 			if r.zr != nil {
 				return Doc{}, fmt.Errorf("%s: line %d: decompress (truncated or corrupt .zst?): %w", r.name, r.line+1, err)
@@ -192,6 +192,23 @@ func (r *Reader) next() (Doc, error) {
 	}
 }
 
+// readLine returns the next line with its "\n"; the slice is valid until the next call.
+func (r *Reader) readLine() ([]byte, error) {
+	r.buf = r.buf[:0]
+	for {
+		chunk, err := r.br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			r.buf = append(r.buf, chunk...)
+			continue
+		}
+		if len(r.buf) == 0 {
+			return chunk, err
+		}
+		r.buf = append(r.buf, chunk...)
+		return r.buf, err
+	}
+}
+
 // trimEOL drops one trailing "\n" and then one "\r".
 func trimEOL(b []byte) []byte {
 	b = bytes.TrimSuffix(b, []byte{'\n'})
@@ -209,46 +226,6 @@ func isBlank(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// DecodeJSONLine returns the "text" field of one JSONL line. The line must be valid UTF-8 and
-// hold exactly one JSON object whose key "text" (exact spelling; the last one if repeated, as
-// in Python's json) has a string value. Other keys ("meta") are checked as JSON and ignored.
-func DecodeJSONLine(line []byte) (string, error) {
-	if !utf8.Valid(line) {
-		return "", errors.New("invalid UTF-8")
-	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(line, &obj); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return "", fmt.Errorf("not a JSON object (found %s)", te.Value)
-		}
-		return "", fmt.Errorf("not valid JSON: %w", err)
-	}
-	if obj == nil {
-		return "", errors.New("not a JSON object (found null)")
-	}
-	raw, ok := obj["text"]
-	if !ok {
-		return "", errors.New(`JSON object has no "text" field`)
-	}
-	if len(raw) == 0 || raw[0] != '"' {
-		return "", fmt.Errorf(`"text" is not a string (found %s)`, abbreviate(raw))
-	}
-	var text string
-	if err := json.Unmarshal(raw, &text); err != nil {
-		return "", fmt.Errorf(`"text": %w`, err)
-	}
-	return text, nil
-}
-
-func abbreviate(b []byte) string {
-	const n = 40
-	if len(b) <= n {
-		return string(b)
-	}
-	return string(b[:n]) + "…"
 }
 
 // ReadFile returns the first max documents of a file (all when max <= 0).
