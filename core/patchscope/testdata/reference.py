@@ -26,12 +26,17 @@ paper_surprisal = -logp_src[patched_top1]; source_top1 = y. Natural log, float64
 
 OUT.json: {"<method>": {"prec1", "surprisal", "paper_surprisal", "source_top1", "patched_top1"}},
 each [n_prompts][n_layers], or [n_prompts][n_layers][L] for target_layer "all".
+
+Torch runs single-threaded (REFERENCE_THREADS overrides): the models here are tiny, and on a busy
+2-core machine intra-op threads make each forward tens of times slower.
 """
 import json
+import os
 import sys
 
 import torch
 from transformers import GPTJForCausalLM
+from transformers.utils import logging as hf_logging
 
 METRICS = ("prec1", "surprisal", "paper_surprisal", "source_top1", "patched_top1")
 
@@ -134,7 +139,8 @@ def _target_layers(method, layer, n_layer):
 
 
 def run(spec):
-    torch.manual_seed(0)
+    torch.set_num_threads(int(os.environ.get("REFERENCE_THREADS", "1")))
+    hf_logging.disable_progress_bar()
     model = GPTJForCausalLM.from_pretrained(spec["model"], dtype=torch.float32,
                                             attn_implementation="eager")
     model.eval()
