@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	sgtok "github.com/sugarme/tokenizer"
 	"github.com/sugarme/tokenizer/normalizer"
 	"github.com/sugarme/tokenizer/pretokenizer"
+	sgpretrained "github.com/sugarme/tokenizer/pretrained"
 )
 
 // TestAddedTokenIDs checks the ids of <|endoftext|> and the extra tokens, VocabSize and BOS
@@ -316,5 +318,61 @@ func TestConcurrentEncode(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Errorf("concurrent Encode differs on doc starting %q", e)
+	}
+}
+
+// TestAddedTokenOrder: HF tokenizers ignores the "id" of tokenizer.json's added tokens and
+// assigns ids in list order (as sugarme's loader does); a file whose ids disagree with that order
+// (here: the list reversed) is refused by Load with an error naming the token and both ids.
+func TestAddedTokenOrder(t *testing.T) {
+	dir := writeVariant(t, func(m map[string]any) {
+		l := m["added_tokens"].([]any)
+		for i, j := 0, len(l)-1; i < j; i, j = i+1, j-1 {
+			l[i], l[j] = l[j], l[i]
+		}
+	})
+	path := filepath.Join(dir, "tokenizer.json")
+	raw := testutil.RunPython(t, filepath.Join("testdata", "hf_encode.py"), "info", path)
+	var info struct {
+		TokenToID map[string]int `json:"token_to_id"`
+	}
+	if err := json.Unmarshal(raw, &info); err != nil {
+		t.Fatalf("info output %q: %v", raw, err)
+	}
+	stock, err := sgpretrained.FromFile(path)
+	if err != nil {
+		t.Fatalf("sugarme FromFile(%s): %v", path, err)
+	}
+	name := "<|extratoken_143|>"
+	stockID, _ := stock.TokenToId(name)
+	t.Logf("reversed added_tokens: %s has id 50399 in the file; HF assigns %d, sugarme %d", name, info.TokenToID[name], stockID)
+	_, err = Load(dir)
+	t.Logf("Load: %v", err)
+	if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), fmt.Sprint(info.TokenToID[name])) {
+		t.Errorf("Load(reversed added_tokens) = %v, want an error naming %s and HF's id %d", err, name, info.TokenToID[name])
+	}
+}
+
+// TestSugarmeStockDropsAddedTokens shows that sugarme's stock pipeline drops an added token
+// written in the text, where HF (and ours) encodes it as its id.
+func TestSugarmeStockDropsAddedTokens(t *testing.T) {
+	text := "x <|extratoken_7|>"
+	var want [][]int
+	hf(t, "encode", fixtureJSON(), []string{text}, &want)
+	stock, err := sgpretrained.FromFile(fixtureJSON())
+	if err != nil {
+		t.Fatalf("sugarme FromFile: %v", err)
+	}
+	en, err := stock.EncodeSingle(text, false)
+	if err != nil {
+		t.Fatalf("sugarme EncodeSingle(%q): %v", text, err)
+	}
+	got := gptj(t).Encode(text)
+	t.Logf("%q: HF %v, sugarme %v, ours %v", text, want[0], en.Ids, got)
+	if firstDiff(got, want[0]) >= 0 {
+		t.Errorf("ours Encode(%q) = %v, HF %v", text, got, want[0])
+	}
+	if firstDiff(en.Ids, want[0]) < 0 {
+		t.Errorf("sugarme now agrees with HF on %q (%v): the divergence this package works around is gone", text, en.Ids)
 	}
 }

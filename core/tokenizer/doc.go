@@ -13,8 +13,13 @@
 //
 // The byte ↔ character table of the byte-level alphabet is taken from github.com/sugarme/tokenizer
 // (pretokenizer.BytesChar); its pre-tokenizer (which drops the `\s+(?!\S)` alternative), its
-// added-token handling (which ignores the ids of tokenizer.json) and its log.Fatal error paths are
-// not used.
+// encoding pipeline (which drops added tokens written in the text) and its log.Fatal error paths
+// are not used.
+//
+// Added-token ids: HF tokenizers does not read the "id" of tokenizer.json's added_tokens; it
+// assigns ids in list order after the vocabulary (and only warns on a difference). Load keeps the
+// file's ids and refuses a file where they differ from HF's assignment, so an id never disagrees
+// with either. GPT-J's file is consistent: <|endoftext|> 50256, <|extratoken_N|> 50256+N.
 //
 // Invalid UTF-8 input: every byte that is not part of a valid UTF-8 sequence is a character of the
 // "other" class (neither letter, number nor whitespace, like punctuation); the BPE model encodes it

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 )
 
@@ -42,6 +43,7 @@ type spec struct {
 	mergeLine      []int // source line of each merge (for errors), 0 when unknown
 	mergesFile     string
 	added          []AddedToken
+	addedFile      string // where the added tokens come from (for errors)
 	addPrefixSpace bool
 	useRegex       bool
 }
@@ -93,7 +95,7 @@ func parseTokenizerJSON(path string, raw []byte) (*spec, error) {
 	case f.Decoder != nil && f.Decoder.Type != "ByteLevel":
 		return nil, bad("decoder.type %q (want ByteLevel)", f.Decoder.Type)
 	}
-	sp := &spec{vocab: m.Vocab, mergesFile: path, added: f.AddedTokens,
+	sp := &spec{vocab: m.Vocab, mergesFile: path, added: f.AddedTokens, addedFile: path,
 		addPrefixSpace: f.PreTokenizer.AddPrefixSpace, useRegex: true}
 	if u := f.PreTokenizer.UseRegex; u != nil {
 		sp.useRegex = *u
@@ -115,7 +117,7 @@ func parseTokenizerJSON(path string, raw []byte) (*spec, error) {
 }
 
 func parseVocabMerges(dir string) (*spec, error) {
-	sp := &spec{useRegex: true}
+	sp := &spec{useRegex: true, addedFile: filepath.Join(dir, "added_tokens.json")}
 	vocabPath := filepath.Join(dir, "vocab.json")
 	raw, err := os.ReadFile(vocabPath)
 	if err != nil {
@@ -193,11 +195,15 @@ func parseVocabMerges(dir string) (*spec, error) {
 		if err := json.Unmarshal(raw, &m); err != nil {
 			return nil, fmt.Errorf("tokenizer: parse %s: %w", p, err)
 		}
+		var extra []AddedToken
 		for content, id := range m {
 			if !seen[content] {
-				sp.added = append(sp.added, AddedToken{ID: id, Content: content, Normalized: true})
+				extra = append(extra, AddedToken{ID: id, Content: content, Normalized: true})
 			}
 		}
+		// In id order, which must then continue the vocabulary without gaps (checkAddedIDs).
+		sort.Slice(extra, func(i, j int) bool { return extra[i].ID < extra[j].ID })
+		sp.added = append(sp.added, extra...)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("tokenizer: read %s: %w", p, err)
 	}

@@ -48,6 +48,9 @@ func build(sp *spec) (*Tokenizer, error) {
 	}
 	t := &Tokenizer{addPrefixSpace: sp.addPrefixSpace, useRegex: sp.useRegex, bos: -1,
 		badSymbol: map[int]string{}}
+	if err := checkAddedIDs(sp); err != nil {
+		return nil, err
+	}
 	size := 0
 	for tok, id := range sp.vocab {
 		if id < 0 {
@@ -121,6 +124,35 @@ func build(sp *spec) (*Tokenizer, error) {
 	}
 	t.model.cache = newWordCache(1<<17, 256)
 	return t, nil
+}
+
+// checkAddedIDs verifies that the id of every added token is the one HF tokenizers gives it. HF
+// does not read the ids of tokenizer.json's added_tokens: it adds the list in order, a token
+// already in the model's vocabulary keeps that id, a new one gets the next id after the largest so
+// far (at least the model's vocabulary size); it only warns when the file says otherwise. A file
+// where the two disagree is refused, so that ids never differ from either the file or HF.
+func checkAddedIDs(sp *spec) error {
+	next := 0
+	for _, id := range sp.vocab {
+		next = max(next, id+1)
+	}
+	assigned := map[string]int{}
+	for _, a := range sp.added {
+		want, ok := sp.vocab[a.Content]
+		if !ok {
+			want, ok = assigned[a.Content]
+		}
+		if !ok {
+			want = next
+			next++
+		}
+		assigned[a.Content] = want
+		if a.ID != want {
+			return fmt.Errorf("tokenizer: %s: added token %q has id %d but HF tokenizers assigns it %d (added tokens get ids in list order after the vocabulary)",
+				sp.addedFile, a.Content, a.ID, want)
+		}
+	}
+	return nil
 }
 
 // Encode returns the token ids of text (no BOS; callers prepend BOS() for prepend_bos). Added and
