@@ -93,4 +93,3 @@ func (m *matcher) split(dst []segment, s string) []segment {
 	}
 	return dst
 }
-

@@ -13,9 +13,9 @@ type merge struct{ rank, id int32 }
 
 // bpe is the byte-level BPE model: the id of every byte, the merge table and a word cache.
 type bpe struct {
-	byteID [256]int32      // vocab id of the byte-level character of each byte
-	merges map[pair]merge  // (left id, right id) → rank and merged id
-	cache  *wordCache      // pre-token → ids
+	byteID [256]int32     // vocab id of the byte-level character of each byte
+	merges map[pair]merge // (left id, right id) → rank and merged id
+	cache  *wordCache     // pre-token → ids
 }
 
 // simpleMax is the word length (in symbols) up to which the quadratic merge loop is used; longer
@@ -66,7 +66,7 @@ func (m *bpe) mergeSimple(word string) []int32 {
 
 // heapItem is a candidate merge of the symbol at pos with its right neighbour.
 type heapItem struct {
-	rank, pos int32
+	rank, pos   int32
 	left, right int32 // the two ids when pushed, to detect stale entries
 }
 

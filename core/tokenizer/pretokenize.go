@@ -64,7 +64,7 @@ func runEnd(s string, i int, c class) int {
 }
 
 // contractionLen returns the length of a contraction ('s 't 're 've 'm 'll 'd, lowercase only as in
-// GPT-2's pattern) at s[i] (s[i] == '\''), or 0.
+// GPT-2's pattern) at s[i] (s[i] == '\”), or 0.
 func contractionLen(s string, i int) int {
 	if i+1 >= len(s) {
 		return 0
