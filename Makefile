@@ -1,0 +1,60 @@
+# simplescope — `make test` and `make demo` do all set-up from a fresh clone.
+SHELL := /bin/bash
+PY_BOOT ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+LIB     := build/lib
+SHIM    := $(LIB)/libsimplescope_shim.so
+GOLIB   := $(LIB)/libsimplescope.so
+GO_SRC  := $(shell find core capi internal -name '*.go' -not -name '*_test.go' 2>/dev/null) go.mod go.sum
+export SIMPLESCOPE_PYTHON := $(abspath $(PY))
+export SIMPLESCOPE_LIB_DIR := $(abspath $(LIB))
+# Go's test binaries and the Python package load libtorch from the venv.
+GOFLAGS_TEST ?=
+
+.PHONY: all venv build shim golib test gotest pytest demo check-header wheel bench clean fuzz-short
+
+all: build
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt
+	$(PY_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+shim: $(SHIM)
+$(SHIM): core/torch/csrc/shim.cpp core/torch/csrc/shim.h python/simplescope/_shimbuild.py $(VENV)/.installed
+	$(PY) python/simplescope/_shimbuild.py core/torch/csrc $(SHIM)
+
+golib: $(GOLIB)
+$(GOLIB): $(SHIM) $(GO_SRC) capi/simplescope.h
+	go build -buildmode=c-shared -o $(GOLIB) ./capi
+
+build: $(GOLIB)
+
+# The public header must compile as plain C (C99, no warnings), and a C program must link.
+check-header: $(GOLIB)
+	mkdir -p build/check
+	printf '#include "simplescope.h"\nint main(void){ return (int)ss_live_tensors(); }\n' > build/check/main.c
+	cc -std=c99 -Wall -Wextra -Werror -pedantic -Icapi -c build/check/main.c -o build/check/main.o
+	cc build/check/main.o -L$(LIB) -lsimplescope -Wl,-rpath,$(abspath $(LIB)) -o build/check/main
+	@echo "capi/simplescope.h compiles as plain C and links"
+
+gotest: $(GOLIB)
+	go vet ./...
+	go test $(GOFLAGS_TEST) ./...
+
+pytest: $(GOLIB)
+	PYTHONPATH=$(abspath python) $(PY) -m pytest -q tests/python
+
+test: venv build check-header gotest pytest
+
+demo: venv build
+	PYTHONPATH=$(abspath python) $(PY) -m simplescope demo --out demo-out
+
+wheel: venv build
+	$(PY) -m pip wheel --no-build-isolation --no-deps -w dist .
+
+clean:
+	rm -rf build dist demo-out

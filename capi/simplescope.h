@@ -1,0 +1,67 @@
+/* simplescope C API.
+ *
+ * Opaque handles with create/free pairs; every call returns a status code and, on failure, an
+ * error message in *err that the caller frees with ss_free. Requests and results are msgpack
+ * maps; large arrays travel as {"dtype": str, "shape": [int], "data": bin} (little-endian).
+ * Buffers returned through out-pointers are freed with ss_free.
+ *
+ * Methods of ss_call / ss_run_start: "config", "tokenize", "decode", "token_strings",
+ * "run_with_cache", "evaluate", "inspect", "load_data" (model may be NULL), "debug.panic".
+ * Calls on one model from several threads are safe.
+ */
+#ifndef SIMPLESCOPE_H
+#define SIMPLESCOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes. */
+#define SS_OK 0
+#define SS_ERR_INPUT 1     /* bad input: the caller's mistake */
+#define SS_ERR_RUNTIME 2   /* a failure while running */
+#define SS_ERR_OOM 3       /* out of memory */
+#define SS_ERR_CANCELLED 4 /* cancelled with ss_run_cancel */
+#define SS_ERR_PANIC 5     /* an internal error (a recovered Go panic) */
+#define SS_ERR_NOT_FOUND 6 /* a missing file or folder */
+
+typedef struct ss_model ss_model;
+typedef struct ss_run ss_run;
+
+/* Frees a buffer or message returned by this library (NULL is ignored). */
+void ss_free(void *p);
+
+/* Library facts as msgpack: version, torch version, CUDA devices. */
+int ss_backend_info(uint8_t **out, size_t *out_len, char **err);
+/* Number of tensors alive in the process (for leak checks). */
+int64_t ss_live_tensors(void);
+
+/* Loads a GPT-J model folder. device: "cpu", "cuda", "cuda:N"; dtype: "float32", "float16",
+ * "bfloat16". */
+int ss_model_load(const char *path, const char *device, const char *dtype, ss_model **out,
+                  char **err);
+void ss_model_free(ss_model *m);
+
+/* Runs a method synchronously. */
+int ss_call(ss_model *m, const char *method, const uint8_t *req, size_t req_len, uint8_t **out,
+            size_t *out_len, char **err);
+
+/* Runs a method in the background: poll its progress, cancel it, wait for its result. */
+int ss_run_start(ss_model *m, const char *method, const uint8_t *req, size_t req_len,
+                 ss_run **out, char **err);
+/* done/total items so far; *finished is 1 once the result is ready. */
+int ss_run_poll(ss_run *r, int64_t *done, int64_t *total, int *finished);
+/* Asks the run to stop; it ends at the next batch boundary with SS_ERR_CANCELLED. */
+void ss_run_cancel(ss_run *r);
+/* Blocks until the run ends and returns its result (once). */
+int ss_run_wait(ss_run *r, uint8_t **out, size_t *out_len, char **err);
+/* Frees a run (cancelling and waiting for it if it is still going). */
+void ss_run_free(ss_run *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,310 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/simplescope/simplescope/core/gptj"
+	"github.com/simplescope/simplescope/core/tokenizer"
+	"github.com/simplescope/simplescope/core/torch"
+)
+
+// Session is a loaded model with its tokenizer. Its methods are safe for concurrent use.
+type Session struct {
+	Model  *gptj.Model
+	Tok    *tokenizer.Tokenizer // nil when the model folder has no tokenizer
+	TokErr error
+}
+
+// Open loads the model in path on device with dtype, and its tokenizer when present.
+func Open(path, device, dtype string) (*Session, error) {
+	dev, err := torch.ParseDevice(device)
+	if err != nil {
+		return nil, &InputError{err}
+	}
+	dt, err := torch.ParseDType(dtype)
+	if err != nil {
+		return nil, &InputError{err}
+	}
+	if dt != torch.Float32 && dt != torch.Float16 && dt != torch.BFloat16 {
+		return nil, inputf("dtype %s not supported (want float32, float16 or bfloat16)", dt)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("model folder %s: %w", path, err)
+	}
+	if !st.IsDir() {
+		return nil, inputf("model path %s is not a folder", path)
+	}
+	if err := torch.CheckDevice(dev); err != nil {
+		return nil, &InputError{err}
+	}
+	m, err := gptj.Load(path, dt, dev)
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{Model: m}
+	s.Tok, s.TokErr = tokenizer.Load(tokenizerDir(path))
+	return s, nil
+}
+
+// tokenizerDir is path, or the snapshot folder a HF cache repo folder points to (the weights
+// package resolves the same).
+func tokenizerDir(path string) string {
+	if _, err := os.Stat(filepath.Join(path, "tokenizer.json")); err == nil {
+		return path
+	}
+	if ref, err := os.ReadFile(filepath.Join(path, "refs", "main")); err == nil {
+		return filepath.Join(path, "snapshots", strings.TrimSpace(string(ref)))
+	}
+	return path
+}
+
+// Close frees the model.
+func (s *Session) Close() { s.Model.Close() }
+
+func (s *Session) tok() (*tokenizer.Tokenizer, error) {
+	if s.Tok == nil {
+		return nil, inputf("this model has no usable tokenizer (%v): pass token ids instead of text", s.TokErr)
+	}
+	return s.Tok, nil
+}
+
+// Handler serves one method.
+type Handler func(s *Session, ctx context.Context, req []byte, progress func(done, total int64)) (any, error)
+
+var handlers = map[string]Handler{
+	"config":         (*Session).config,
+	"tokenize":       (*Session).tokenize,
+	"decode":         (*Session).decode,
+	"token_strings":  (*Session).tokenStrings,
+	"run_with_cache": (*Session).runWithCache,
+	"evaluate":       (*Session).evaluate,
+	"inspect":        (*Session).inspect,
+	"load_data": func(_ *Session, _ context.Context, req []byte, _ func(int64, int64)) (any, error) {
+		return loadData(req)
+	},
+	"debug.panic": func(*Session, context.Context, []byte, func(int64, int64)) (any, error) {
+		panic("deliberate panic requested by debug.panic")
+	},
+}
+
+// Methods lists the known method names.
+func Methods() []string {
+	var out []string
+	for k := range handlers {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Call runs method with a msgpack request and returns the msgpack result. s may be nil for
+// methods that need no model (load_data, debug.panic).
+func Call(ctx context.Context, s *Session, method string, req []byte, progress func(done, total int64)) ([]byte, error) {
+	h, ok := handlers[method]
+	if !ok {
+		return nil, inputf("unknown method %q", method)
+	}
+	if s == nil && method != "load_data" && method != "debug.panic" {
+		return nil, inputf("method %q needs a model", method)
+	}
+	res, err := h(s, ctx, req, progress)
+	if err != nil {
+		return nil, err
+	}
+	return msgpack.Marshal(res)
+}
+
+func decode(req []byte, v any) error {
+	if len(req) == 0 {
+		return nil
+	}
+	if err := msgpack.Unmarshal(req, v); err != nil {
+		return inputf("bad request: %v", err)
+	}
+	return nil
+}
+
+func (s *Session) config(context.Context, []byte, func(int64, int64)) (any, error) {
+	c := s.Model.Cfg
+	out := map[string]any{
+		"model_type": "gptj", "n_embd": c.NEmbd, "n_layer": c.NLayer, "n_head": c.NHead,
+		"rotary_dim": c.RotaryDim, "vocab_size": c.VocabSize, "n_positions": c.NPositions,
+		"n_inner": c.NInner, "layer_norm_epsilon": c.LayerNormEps, "activation_function": c.Activation,
+		"bos_token_id": c.BOS, "eos_token_id": c.EOS, "d_head": c.HeadDim(),
+		"dtype": s.Model.DType.String(), "device": s.Model.Device.String(), "path": s.Model.Dir,
+		"has_tokenizer": s.Tok != nil,
+	}
+	return out, nil
+}
+
+func (s *Session) bos() int {
+	if s.Tok != nil && s.Tok.BOS() >= 0 {
+		return s.Tok.BOS()
+	}
+	if s.Model.Cfg.BOS >= 0 {
+		return s.Model.Cfg.BOS
+	}
+	return 50256
+}
+
+func (s *Session) tokenize(_ context.Context, req []byte, _ func(int64, int64)) (any, error) {
+	var r struct {
+		Texts      []string `msgpack:"texts"`
+		PrependBOS bool     `msgpack:"prepend_bos"`
+	}
+	if err := decode(req, &r); err != nil {
+		return nil, err
+	}
+	tk, err := s.tok()
+	if err != nil {
+		return nil, err
+	}
+	ids := make([][]int, len(r.Texts))
+	for i, t := range r.Texts {
+		if r.PrependBOS {
+			ids[i] = append([]int{s.bos()}, tk.Encode(t)...)
+		} else {
+			ids[i] = tk.Encode(t)
+		}
+	}
+	return map[string]any{"ids": ids}, nil
+}
+
+func (s *Session) decode(_ context.Context, req []byte, _ func(int64, int64)) (any, error) {
+	var r struct {
+		IDs [][]int `msgpack:"ids"`
+	}
+	if err := decode(req, &r); err != nil {
+		return nil, err
+	}
+	tk, err := s.tok()
+	if err != nil {
+		return nil, err
+	}
+	texts := make([]string, len(r.IDs))
+	for i, ids := range r.IDs {
+		if texts[i], err = tk.Decode(ids); err != nil {
+			return nil, &InputError{err}
+		}
+	}
+	return map[string]any{"texts": texts}, nil
+}
+
+func (s *Session) tokenStrings(_ context.Context, req []byte, _ func(int64, int64)) (any, error) {
+	var r struct {
+		IDs []int `msgpack:"ids"`
+	}
+	if err := decode(req, &r); err != nil {
+		return nil, err
+	}
+	tk, err := s.tok()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(r.IDs))
+	for i, id := range r.IDs {
+		if id < 0 || id >= s.Model.Cfg.VocabSize {
+			return nil, inputf("token id %d out of range [0, %d)", id, s.Model.Cfg.VocabSize)
+		}
+		out[i] = tk.TokenString(id)
+	}
+	return map[string]any{"tokens": out}, nil
+}
+
+func (s *Session) runWithCache(_ context.Context, req []byte, _ func(int64, int64)) (any, error) {
+	var r struct {
+		Tokens [][]int  `msgpack:"tokens"`
+		Names  []string `msgpack:"names"`
+	}
+	if err := decode(req, &r); err != nil {
+		return nil, err
+	}
+	if len(r.Tokens) == 0 {
+		return nil, inputf("no token sequences given")
+	}
+	L := s.Model.Cfg.NLayer
+	layers := map[int]bool{}
+	if r.Names == nil {
+		for l := -1; l < L; l++ {
+			layers[l] = true
+		}
+	}
+	for _, n := range r.Names {
+		l, err := ParseSite(n, L)
+		if err != nil {
+			return nil, err
+		}
+		layers[l] = true
+	}
+	for i, q := range r.Tokens {
+		if len(q) == 0 {
+			return nil, inputf("token sequence %d is empty", i)
+		}
+	}
+	out, err := s.Model.Forward(r.Tokens, gptj.Request{Full: true})
+	if err != nil {
+		return nil, asInput(err)
+	}
+	defer out.Close()
+	B, T := int64(len(r.Tokens)), int64(out.T)
+	logits, err := out.Logits.Float32s()
+	if err != nil {
+		return nil, err
+	}
+	cache := map[string]Array{}
+	for l := range layers {
+		v, err := out.Resid[l].Float32s()
+		if err != nil {
+			return nil, err
+		}
+		cache[SiteName(l)] = F32Array(v, B, T, int64(s.Model.Cfg.NEmbd))
+	}
+	lengths := make([]int64, B)
+	for i, q := range r.Tokens {
+		lengths[i] = int64(len(q))
+	}
+	return map[string]any{
+		"logits":  F32Array(logits, B, T, int64(s.Model.Cfg.VocabSize)),
+		"cache":   cache,
+		"lengths": I64Array(lengths, B),
+	}, nil
+}
+
+// asInput marks the model's validation errors (empty batch, token out of range, too long) as
+// input errors.
+func asInput(err error) error {
+	if err != nil && strings.HasPrefix(err.Error(), "gptj: ") {
+		return &InputError{err}
+	}
+	return err
+}
+
+// SiteName is the TransformerLens name of layer l's residual (-1 = hook_embed).
+func SiteName(l int) string {
+	if l < 0 {
+		return "hook_embed"
+	}
+	return fmt.Sprintf("blocks.%d.hook_resid_post", l)
+}
+
+// ParseSite parses hook_embed or blocks.{l}.hook_resid_post.
+func ParseSite(name string, nLayer int) (int, error) {
+	if name == "hook_embed" {
+		return -1, nil
+	}
+	var l int
+	var rest string
+	if n, _ := fmt.Sscanf(name, "blocks.%d.%s", &l, &rest); n == 2 && rest == "hook_resid_post" {
+		if l < 0 || l >= nLayer {
+			return 0, inputf("site %q: layer %d out of range [0, %d)", name, l, nLayer)
+		}
+		return l, nil
+	}
+	return 0, inputf("unknown site %q (known: hook_embed, blocks.{l}.hook_resid_post)", name)
+}

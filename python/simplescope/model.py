@@ -1,0 +1,283 @@
+"""The notebook API: ss.load(...) -> Model."""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from . import _native
+from .results import Results
+
+BUILTIN_METHODS = ("logitlens", "patchscope", "simplescope")
+DEFAULT_METHODS = BUILTIN_METHODS
+
+
+def _method_spec(m) -> dict:
+    """A method is a built-in name or a dict {name, target, placeholder, target_layer}."""
+    if isinstance(m, str):
+        return {"name": m}
+    if isinstance(m, dict):
+        if "name" not in m:
+            raise ValueError(f"method {m!r} has no 'name'")
+        spec = dict(m)
+        tl = spec.get("target_layer")
+        if tl is not None and not isinstance(tl, (str, int, np.integer)):
+            raise ValueError(f"method {spec['name']!r}: target_layer must be 'same', 'last', 'all' or an int, got {tl!r}")
+        return spec
+    raise TypeError(f"a method is a name or a dict, got {type(m).__name__}")
+
+
+class Model:
+    """A GPT-J loaded by the Go core. Methods are safe to call from several threads."""
+
+    def __init__(self, path: str, device: str = "cpu", dtype: str = "float32"):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"model path must be a string or path, got {type(path).__name__}")
+        path = os.fspath(path)
+        self._lib = _native.lib()
+        self._h = self._lib.load(path, device, dtype)
+        self._lock = threading.Lock()
+        self.path = path
+        self.config = self._lib.call(self._h, "config")
+
+    # lifecycle -----------------------------------------------------------------------------
+    def close(self):
+        """Frees the model's memory now (otherwise when the object is collected)."""
+        h, self._h = getattr(self, "_h", None), None
+        if h:
+            self._lib.free(h)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        c = self.config
+        return (f"simplescope.Model({self.path!r}, n_layer={c['n_layer']}, n_embd={c['n_embd']}, "
+                f"device={c['device']!r}, dtype={c['dtype']!r})")
+
+    def _handle(self):
+        if not self._h:
+            raise RuntimeError("the model is closed")
+        return self._h
+
+    def _call(self, method, req=None):
+        return self._lib.call(self._handle(), method, req)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.config["n_layer"])
+
+    # tokens --------------------------------------------------------------------------------
+    def tokenize(self, text: str | Sequence[str], prepend_bos: bool = False):
+        """Token ids of a text (list[int]) or of each text in a list (list[list[int]])."""
+        single = isinstance(text, str)
+        texts = [text] if single else list(text)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"text {i} is {type(t).__name__}, not str")
+        ids = self._call("tokenize", {"texts": texts, "prepend_bos": bool(prepend_bos)})["ids"]
+        return ids[0] if single else ids
+
+    def decode(self, ids) -> str:
+        """The text of a token id sequence."""
+        ids = [int(i) for i in np.asarray(ids).reshape(-1)]
+        return self._call("decode", {"ids": [ids]})["texts"][0]
+
+    def to_str_tokens(self, ids) -> list[str]:
+        """The display string of each token id."""
+        ids = [int(i) for i in np.asarray(ids).reshape(-1)]
+        return self._call("token_strings", {"ids": ids})["tokens"]
+
+    def _as_token_lists(self, tokens) -> list[list[int]]:
+        if isinstance(tokens, str):
+            raise TypeError("run_with_cache takes token ids; use model.tokenize(text) first")
+        try:
+            import torch
+            if isinstance(tokens, torch.Tensor):
+                tokens = tokens.detach().cpu().numpy()
+        except ImportError:
+            pass
+        if isinstance(tokens, np.ndarray):
+            if tokens.ndim == 1:
+                return [tokens.astype(np.int64).tolist()]
+            if tokens.ndim == 2:
+                return tokens.astype(np.int64).tolist()
+            raise ValueError(f"tokens must be 1-D or 2-D, got shape {tokens.shape}")
+        tokens = list(tokens)
+        if tokens and all(isinstance(t, (int, np.integer)) for t in tokens):
+            return [[int(t) for t in tokens]]
+        return [[int(t) for t in seq] for seq in tokens]
+
+    # forward -------------------------------------------------------------------------------
+    def run_with_cache(self, tokens, names: Iterable[str] | None = None, return_type: str = "torch"):
+        """Runs the model and returns (logits, cache) like TransformerLens.
+
+        tokens: a list of ids, a list of lists (right-padded internally), a [batch, pos] array or
+        tensor. logits: [batch, pos, vocab] float32; cache[name]: [batch, pos, d_model] for
+        "hook_embed" and "blocks.{l}.hook_resid_post" (all of them unless `names` limits it).
+        Positions past a sequence's length are padding. return_type "torch" or "numpy".
+        """
+        seqs = self._as_token_lists(tokens)
+        req = {"tokens": seqs}
+        if names is not None:
+            req["names"] = list(names)
+        out = self._call("run_with_cache", req)
+        logits = _native.array(out["logits"])
+        cache = {k: _native.array(v) for k, v in out["cache"].items()}
+        if return_type == "torch":
+            import torch
+            logits = torch.from_numpy(logits.copy())
+            cache = {k: torch.from_numpy(v.copy()) for k, v in cache.items()}
+        elif return_type != "numpy":
+            raise ValueError(f"return_type {return_type!r} (want 'torch' or 'numpy')")
+        return logits, Cache(cache)
+
+    # evaluation ----------------------------------------------------------------------------
+    def evaluate(self, prompts, methods=DEFAULT_METHODS, positions="random", seed: int = 42,
+                 prepend_bos: bool = True, layers=None, progress: bool = True, truncate: bool = True,
+                 batch_tokens: int = 0, patch_rows: int = 0, chunk_prompts: int = 0) -> Results:
+        """Evaluates each method at each layer on each prompt (DESIGN.md §2).
+
+        prompts: list of texts, or list of token-id lists (BOS is added when prepend_bos).
+        methods: built-in names ("logitlens", "patchscope", "simplescope") and/or dicts
+          {"name", "target": text, "placeholder": text (default "?") or token index,
+           "target_layer": "same" | "last" | "all" | int}.
+        positions: "random" (seeded randint(0, len-1) per prompt, layer and method), "last",
+          an int array [n_prompts] or [n_prompts, n_layers] (positions count BOS when present).
+        layers: source layers (default all). truncate: cut prompts longer than the model's
+          context to it (False: raise). progress: a tqdm bar. Ctrl-C stops the run promptly and
+          leaves the model usable.
+        """
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a list of texts or token lists, not a single string")
+        prompts = list(prompts)
+        if not prompts:
+            raise ValueError("no prompts given (empty list)")
+        if isinstance(methods, (str, dict)):
+            methods = [methods]
+        specs = [_method_spec(m) for m in methods]
+        if not specs:
+            raise ValueError("no methods given")
+        req = {"prepend_bos": bool(prepend_bos), "methods": specs, "seed": int(seed),
+               "truncate": bool(truncate), "batch_tokens": int(batch_tokens),
+               "patch_rows": int(patch_rows), "chunk_prompts": int(chunk_prompts)}
+        if all(isinstance(p, str) for p in prompts):
+            req["texts"] = prompts
+        elif all(not isinstance(p, str) for p in prompts):
+            req["tokens"] = [[int(t) for t in np.asarray(p).reshape(-1)] for p in prompts]
+        else:
+            raise TypeError("prompts mix texts and token lists")
+        if layers is not None:
+            layers = [int(l) for l in np.atleast_1d(np.asarray(layers))]
+            req["layers"] = layers
+        if isinstance(positions, str):
+            if positions not in ("random", "last"):
+                raise ValueError(f"positions {positions!r} (want 'random', 'last' or an array)")
+            req["positions"] = positions
+        else:
+            req["positions"] = np.asarray(positions, dtype=np.int64)
+        bar = None
+        on_progress = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=0, unit="item", desc="simplescope", leave=False)
+
+            def on_progress(done, total):
+                if total and bar.total != total:
+                    bar.total = total
+                    bar.refresh()
+                if done > bar.n:
+                    bar.update(done - bar.n)
+        try:
+            out = self._lib.run(self._handle(), "evaluate", req, on_progress)
+        finally:
+            if bar is not None:
+                bar.close()
+        return _results_from(out, self, prepend_bos, seed, positions)
+
+    def inspect(self, prompt, k: int = 5, methods=DEFAULT_METHODS, position: int | None = None,
+                prepend_bos: bool = True, layers=None):
+        """The top-k decoded tokens per layer per method for one prompt, as a DataFrame with
+        columns layer, method, rank, token_id, token, prob (plus the model's own prediction as
+        method "source" at layer = n_layer)."""
+        import pandas as pd
+        if isinstance(methods, (str, dict)):
+            methods = [methods]
+        req = {"methods": [_method_spec(m) for m in methods], "k": int(k), "prepend_bos": bool(prepend_bos)}
+        if isinstance(prompt, str):
+            req["text"] = prompt
+        else:
+            req["tokens"] = [int(t) for t in prompt]
+        if position is not None:
+            req["position"] = int(position)
+        if layers is not None:
+            req["layers"] = [int(l) for l in layers]
+        out = self._call("inspect", req)
+        ids = set(out["source"]["ids"])
+        for per in out["methods"].values():
+            for t in per:
+                ids.update(t["ids"])
+        ids = sorted(ids)
+        names = dict(zip(ids, self.to_str_tokens(ids))) if self.config.get("has_tokenizer") else {i: str(i) for i in ids}
+        rows = []
+        for mname, per in out["methods"].items():
+            for layer, t in zip(out["layers"], per):
+                for rank, (i, lp) in enumerate(zip(t["ids"], t["logprobs"])):
+                    rows.append((layer, mname, rank, i, names[i], float(np.exp(lp))))
+        for rank, (i, lp) in enumerate(zip(out["source"]["ids"], out["source"]["logprobs"])):
+            rows.append((self.n_layers, "source", rank, i, names[i], float(np.exp(lp))))
+        df = pd.DataFrame(rows, columns=["layer", "method", "rank", "token_id", "token", "prob"])
+        df.attrs["position"] = out["position"]
+        return df
+
+    def live_tensors(self) -> int:
+        """Tensors alive in the process (a leak check)."""
+        return self._lib.live_tensors()
+
+
+class Cache(dict):
+    """Activations keyed by TransformerLens names (blocks.{l}.hook_resid_post, hook_embed)."""
+
+    def __getitem__(self, key):
+        try:
+            return super().__getitem__(key)
+        except KeyError:
+            raise KeyError(f"{key!r} not in cache; known: {', '.join(sorted(self))}") from None
+
+
+def _results_from(out: dict, model: Model | None, prepend_bos, seed, positions) -> Results:
+    methods, data, target_layers, defs = [], {}, {}, {}
+    for m in out["methods"]:
+        name = m["name"]
+        methods.append(name)
+        data[name] = {k: _native.array(v) for k, v in m["arrays"].items()}
+        target_layers[name] = m.get("target_layers")
+        defs[name] = {k: v for k, v in m.items() if k not in ("arrays", "target_layers")}
+    meta = {
+        "model": model.path if model else None,
+        "config": dict(model.config) if model else None,
+        "prepend_bos": prepend_bos, "seed": seed,
+        "positions": positions if isinstance(positions, str) else "given",
+        "methods": defs, "stats": out["stats"], "n_truncated": out["n_truncated"],
+        "prompt_lengths": _native.array(out["prompt_lengths"]).tolist(),
+    }
+    return Results(methods=methods, layers=list(out["layers"]), data=data, meta=meta,
+                   target_layers={k: v for k, v in target_layers.items() if v})
+
+
+def load(path, device: str = "cpu", dtype: str = "float32") -> Model:
+    """Loads a GPT-J from a HF model folder (config.json + safetensors or pytorch_model.bin,
+    single or sharded) or a HF cache folder (models--EleutherAI--gpt-j-6b or one of its
+    snapshots/<rev>). device: "cpu", "cuda", "cuda:N"; dtype: "float32", "float16", "bfloat16"."""
+    return Model(path, device=device, dtype=dtype)
