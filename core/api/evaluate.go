@@ -279,6 +279,7 @@ func (s *Session) evaluate(ctx context.Context, req []byte, progress func(int64,
 			"source_batches": st.SourceBatches, "patch_batches": st.PatchBatches,
 			"source_tokens": st.SourceTokens, "patched_rows": st.PatchedRows,
 			"oom_retries": st.Retries, "seconds": st.Seconds,
+			"source_seconds": st.SourceSeconds, "patch_seconds": st.PatchSeconds,
 		},
 	}, nil
 }

@@ -191,10 +191,9 @@ func (e *engine) evalChunk(lo, hi int) error {
 	nRows := 0
 	y := make([]int64, len(srcs))
 	lse := make([]float32, len(srcs))
+	tSrc := time.Now()
 	for i := 0; i < len(docs); {
-		T := len(req.Prompts[docs[i]])
-		n := max(1, e.batchTok/T)
-		j := min(len(docs), i+n)
+		j := e.bucketEnd(docs, i)
 		batch := docs[i:j]
 		err := e.sourceBatch(batch, pos, lo, srcIndex, rowIndex, &pieces, &nRows, y, lse)
 		if torch.IsOOM(err) && len(batch) > 1 {
@@ -210,6 +209,9 @@ func (e *engine) evalChunk(lo, hi int) error {
 		}
 		i = j
 	}
+	e.res.Stats.SourceSeconds += time.Since(tSrc).Seconds()
+	tPatch := time.Now()
+	defer func() { e.res.Stats.PatchSeconds += time.Since(tPatch).Seconds() }()
 	s := torch.NewScope()
 	defer s.Close()
 	table := pieces[0]
@@ -277,6 +279,24 @@ func (e *engine) evalChunk(lo, hi int) error {
 		}
 	}
 	return nil
+}
+
+// bucketEnd returns the end of the source batch starting at docs[i] (docs sorted by length,
+// longest first): prompts are added while the padded batch stays within the token budget and
+// padding stays under 10% of it, so batches hold prompts of similar length.
+func (e *engine) bucketEnd(docs []int, i int) int {
+	T := len(e.req.Prompts[docs[i]])
+	sum := T
+	j := i + 1
+	for ; j < len(docs); j++ {
+		n := len(e.req.Prompts[docs[j]])
+		count := j - i + 1
+		if count*T > e.batchTok || float64(count*T-(sum+n)) > 0.1*float64(count*T) {
+			break
+		}
+		sum += n
+	}
+	return j
 }
 
 // sourceBatch runs the source forward for prompts batch and records residual rows, the source

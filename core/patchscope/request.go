@@ -167,6 +167,7 @@ type Stats struct {
 	PatchedRows                 int64
 	Retries                     int // halvings after out-of-memory
 	Seconds                     float64
+	SourceSeconds, PatchSeconds float64 // time in source forwards / patched continuations
 }
 
 // errCancelled wraps the context's error.
