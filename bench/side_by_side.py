@@ -1,0 +1,423 @@
+"""Side by side: the same Patchscope experiment three ways, on one machine, model, document set and
+torch thread count.
+
+  (a) tl     the published simplescope loop: TransformerLens HookedTransformer (GPT-J architecture,
+             our checkpoint's weights, no weight processing); per (document, layer, method) one
+             run_with_cache on the source and one run_with_hooks on the target that overwrites
+             blocks.{l}.hook_resid_post at the placeholder.
+  (b) paper  the Patchscopes paper's batched HF approach (structure of its
+             evaluate_patch_next_token_prediction_batch): a table of items per method, batches of
+             256 items; per batch a left-padded source forward with output_hidden_states, one
+             forward hook per item on transformer.h[layer_target] writing its row, a left-padded
+             target forward, the prediction at the last position (at p for logitlens).
+  (c) ss     simplescope's Python API (model.evaluate) in a subprocess with the project venv.
+
+All three get the same token ids (BOS prepended) and the same source positions (one per document and
+layer, shared by the methods, drawn with numpy default_rng(42)), so their metrics must agree; the
+script prints mean prec1 / surprisal / paper_surprisal per layer and method and the largest
+differences. (a) and (b) run on the first --docs-ab documents, (c) on --docs-c; items/s
+(items = documents x layers x methods) is comparable across sizes.
+
+Minimal FLOPs (the floor; matmul FLOPs, 2 per multiply-add; C = n_embd, V = vocab, L = n_layer):
+  source    every token of every document through all L blocks: per token and block
+            24 C^2 (q, k, v, out projections 8 C^2, MLP 16 C^2) + 4 C (t + 1) for attention scores and
+            values at position t; plus 2 C V for the logits at each distinct sampled position.
+  prefixes  each patch method's target prefix (tokens before the placeholder) through all blocks, once.
+  items     a patch item at source layer l: blocks l+1 .. L-1 for ONE position attending to the
+            cached prefix of P tokens (24 C^2 + 4 C (P + 1) per block), then 2 C V for the vocabulary
+            projection; a logitlens item: 2 C V only.
+That count divided by simplescope's time is compared with the measured float32 matmul rate
+(torch.matmul of two n x n matrices, same thread count).
+
+Run with bench/.venv-tl (bash bench/setup_bench_env.sh), from the repo root after `make build`:
+  bench/.venv-tl/bin/python bench/side_by_side.py --config small --threads 2
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+METHODS = ("logitlens", "patchscope", "simplescope")
+PATCHSCOPE_PROMPT = "cat -> cat\n1135 -> 1135\nhello -> hello\n?"
+SIMPLESCOPE_PROMPT = "?"
+BOS = 50256
+
+
+def default_cache():
+    return os.environ.get("SIMPLESCOPE_BENCH_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "simplescope-bench")
+
+
+# ---------------------------------------------------------------------------------------------
+# (c) simplescope, run by the project venv (this same file with --worker)
+# ---------------------------------------------------------------------------------------------
+def worker(a):
+    import torch  # before simplescope loads libtorch through the shim
+    torch.set_num_threads(a.threads)
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    import simplescope as ss
+    from simplescope import _native
+    with open(a.worker) as f:
+        job = json.load(f)
+    m = ss.load(job["model"], device=job["device"], dtype=job["dtype"])
+    if job["op"] == "prepare":
+        got = _native.lib().call(None, "load_data", {"path": job["corpus"], "preset": "seed"})
+        texts = got["texts"][: job["n"]]
+        if len(texts) < job["n"]:
+            raise SystemExit(f"seed preset on {job['corpus']}: {len(texts)} documents, want {job['n']}")
+        docs = [t[: 2047] for t in m.tokenize(texts)]  # ids without BOS, under the context with BOS
+        targets = {"patchscope": m.tokenize(PATCHSCOPE_PROMPT, prepend_bos=True),
+                   "simplescope": m.tokenize(SIMPLESCOPE_PROMPT, prepend_bos=True)}
+        out = {"docs": docs, "targets": targets, "config": m.config}
+    else:
+        docs = job["docs"]
+        pos = np.asarray(job["positions"], dtype=np.int64)
+        m.evaluate(docs[:2], methods=METHODS, positions=pos[:2], prepend_bos=True, progress=False)  # warm-up
+        t0 = time.perf_counter()
+        res = m.evaluate(docs, methods=METHODS, positions=pos, prepend_bos=True, progress=False)
+        sec = time.perf_counter() - t0
+        k = job["n_compare"]
+        out = {"seconds": sec, "items": len(docs) * m.n_layers * len(METHODS), "per_example": {
+            meth: {f: np.asarray(res.per_example(meth)[f][:k], dtype=np.float64).tolist()
+                   for f in ("prec1", "surprisal", "paper_surprisal")} for meth in METHODS}}
+    with open(job["out"], "w") as f:
+        json.dump(out, f)
+
+
+def call_worker(a, job):
+    with tempfile.TemporaryDirectory() as td:
+        jf, of = os.path.join(td, "job.json"), os.path.join(td, "out.json")
+        job = dict(job, out=of, model=a.model, device=a.device, dtype=a.dtype)
+        with open(jf, "w") as f:
+            json.dump(job, f)
+        env = dict(os.environ, SIMPLESCOPE_LIB_DIR=os.path.join(ROOT, "build", "lib"))
+        subprocess.run([a.ss_python, os.path.abspath(__file__), "--worker", jf, "--threads", str(a.threads)],
+                       check=True, env=env)
+        with open(of) as f:
+            return json.load(f)
+
+
+# ---------------------------------------------------------------------------------------------
+# shared helpers
+# ---------------------------------------------------------------------------------------------
+def metrics(patched_logits, y, src_logits):
+    """prec1, surprisal (-ln p_patched(y)) and paper_surprisal (-ln p_source(patched argmax))."""
+    import torch
+    lp = torch.log_softmax(patched_logits.float(), -1)
+    top = lp.argmax(-1)
+    ls = torch.log_softmax(src_logits.float(), -1)
+    return ((top == y).float(), -lp.gather(-1, y[..., None])[..., 0], -ls.gather(-1, top[..., None])[..., 0])
+
+
+def new_result(n, L):
+    return {m: {f: np.full((n, L), np.nan) for f in ("prec1", "surprisal", "paper_surprisal")} for m in METHODS}
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) TransformerLens loop
+# ---------------------------------------------------------------------------------------------
+def load_tl(model_dir, device, dtype):
+    """A HookedTransformer with GPT-J's architecture and our weights, built offline: the config by
+    hand from our config.json (TL would fetch EleutherAI/gpt-j-6B's from the hub), the weights
+    through TL's own GPT-J conversion, no folding or centering (from_pretrained_no_processing)."""
+    import torch
+    from transformers import GPTJForCausalLM
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens.pretrained.weight_conversions.gptj import convert_gptj_weights
+    hf = GPTJForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
+    c = hf.config
+    cfg = HookedTransformerConfig(
+        d_model=c.n_embd, d_head=c.n_embd // c.n_head, n_heads=c.n_head, d_mlp=c.n_inner or 4 * c.n_embd,
+        n_layers=c.n_layer, n_ctx=c.n_positions, eps=c.layer_norm_epsilon, d_vocab=c.vocab_size,
+        act_fn=c.activation_function, use_attn_scale=True, use_local_attn=False,
+        scale_attn_by_inverse_layer_idx=False, parallel_attn_mlp=True, positional_embedding_type="rotary",
+        rotary_dim=c.rotary_dim, rotary_adjacent_pairs=True, normalization_type="LN",
+        original_architecture="GPTJForCausalLM", model_name="gpt-j-random", device=device,
+        dtype=getattr(torch, dtype), default_prepend_bos=True, init_weights=False)
+    tl = HookedTransformer(cfg, tokenizer=None, move_to_device=False)
+    sd = convert_gptj_weights(hf, cfg)
+    tl.load_and_process_state_dict(sd, fold_ln=False, center_writing_weights=False, center_unembed=False,
+                                   fold_value_biases=False, refactor_factored_attn_matrices=False)
+    tl.to(device).eval()
+    del hf
+    return tl
+
+
+def run_tl(tl, docs, targets, pos, L, limit_s=None):
+    """Returns (result, items done, seconds). Stops early after limit_s (items/s stays valid)."""
+    import torch
+    res = new_result(len(docs), L)
+    dev = tl.cfg.device
+    done = 0
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for d, ids in enumerate(docs):
+            src = torch.tensor([[BOS] + ids], device=dev)
+            for l in range(L):
+                p = int(pos[d, l])
+                name = f"blocks.{l}.hook_resid_post"
+                for meth in METHODS:
+                    logits, cache = tl.run_with_cache(src, names_filter=name)
+                    h = cache[name][0, p]
+                    y = logits[0, p].argmax()
+                    if meth == "logitlens":
+                        tgt, tpos, site = src, p, f"blocks.{L - 1}.hook_resid_post"
+                    else:
+                        t = targets[meth]
+                        tgt, tpos, site = torch.tensor([t], device=dev), len(t) - 1, name
+
+                    def patch(resid, hook, h=h, tpos=tpos):
+                        resid[:, tpos] = h
+                        return resid
+                    out = tl.run_with_hooks(tgt, fwd_hooks=[(site, patch)])
+                    pr, su, ps = metrics(out[0, tpos], y, logits[0, p])
+                    r = res[meth]
+                    r["prec1"][d, l], r["surprisal"][d, l], r["paper_surprisal"][d, l] = pr.item(), su.item(), ps.item()
+                    done += 1
+            if limit_s and time.perf_counter() - t0 > limit_s:
+                break
+    return res, done, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) the paper's batched HF forward-hook approach
+# ---------------------------------------------------------------------------------------------
+def left_pad(seqs, dev):
+    import torch
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), BOS, dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, T - len(s):] = torch.tensor(s)
+        mask[i, T - len(s):] = 1
+    return ids.to(dev), mask.to(dev), T
+
+
+def run_paper(hf, docs, targets, pos, L, batch=256):
+    """Per method, a table of items (document, source layer); batches of `batch` items, each with
+    its own source forward (the paper does not share it across layers), per-item hooks."""
+    import torch
+    res = new_result(len(docs), L)
+    dev = next(hf.parameters()).device
+    blocks = hf.transformer.h
+    t0 = time.perf_counter()
+    done = 0
+    with torch.no_grad():
+        for meth in METHODS:
+            items = [(d, l) for d in range(len(docs)) for l in range(L)]
+            for b0 in range(0, len(items), batch):  # the paper drops the last partial batch; we keep it
+                its = items[b0:b0 + batch]
+                srcs = [[BOS] + docs[d] for d, _ in its]
+                sid, smask, sT = left_pad(srcs, dev)
+                out = hf(input_ids=sid, attention_mask=smask, output_hidden_states=True)
+                rows = torch.arange(len(its), device=dev)
+                psrc = torch.tensor([sT - len(s) + int(pos[d, l]) for s, (d, l) in zip(srcs, its)], device=dev)
+                src_logits = out.logits[rows, psrc]
+                y = src_logits.argmax(-1)
+                hidden = [out.hidden_states[l + 1][i, psrc[i]] for i, (_, l) in enumerate(its)]
+                if meth == "logitlens":
+                    tgts, tl_layer = srcs, [L - 1] * len(its)
+                else:
+                    tgts, tl_layer = [targets[meth]] * len(its), [l for _, l in its]
+                tid, tmask, tT = left_pad(tgts, dev)
+                ptgt = [tT - len(t) + (int(pos[d, l]) if meth == "logitlens" else len(t) - 1)
+                        for t, (d, l) in zip(tgts, its)]
+                hooks = []
+                for i, (_, l) in enumerate(its):
+                    lt = tl_layer[i]
+                    if l == lt == L - 1:  # hidden_states[L] is after ln_f: patch ln_f's output
+                        def post(mod, inp, o, i=i, p=ptgt[i], h=hidden[i]):
+                            o[i, p] = h
+                        hooks.append(hf.transformer.ln_f.register_forward_hook(post))
+                    else:
+                        def post(mod, inp, o, i=i, p=ptgt[i], h=hidden[i]):
+                            (o[0] if isinstance(o, tuple) else o)[i, p] = h
+                        hooks.append(blocks[lt].register_forward_hook(post))
+                try:
+                    tout = hf(input_ids=tid, attention_mask=tmask)
+                finally:
+                    for hk in hooks:
+                        hk.remove()
+                pr, su, ps = metrics(tout.logits[rows, torch.tensor(ptgt, device=dev)], y, src_logits)
+                r = res[meth]
+                for i, (d, l) in enumerate(its):
+                    r["prec1"][d, l], r["surprisal"][d, l], r["paper_surprisal"][d, l] = pr[i].item(), su[i].item(), ps[i].item()
+                done += len(its)
+    return res, done, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOPs and the machine's matmul rate
+# ---------------------------------------------------------------------------------------------
+def minimal_flops(cfg, docs, pos, targets):
+    """The count defined in the module docstring (docs without BOS; positions count BOS)."""
+    C, V, L = cfg["n_embd"], cfg["vocab_size"], cfg["n_layer"]
+    per_tok = 24 * C * C
+    f = 0
+    for d, ids in enumerate(docs):
+        T = len(ids) + 1
+        f += L * (per_tok * T + 4 * C * T * (T + 1) // 2)
+        f += 2 * C * V * len(set(int(p) for p in pos[d]))
+    for meth, t in targets.items():
+        P = len(t) - 1
+        f += L * (per_tok * P + 4 * C * P * (P + 1) // 2)
+    n = len(docs)
+    for meth in METHODS:
+        f += n * L * 2 * C * V
+        if meth != "logitlens":
+            P = len(targets[meth]) - 1
+            f += n * sum((L - 1 - l) * (per_tok + 4 * C * (P + 1)) for l in range(L))
+    return f
+
+
+def matmul_rate(device, dtype, n=2048, reps=5):
+    import torch
+    dt = getattr(torch, dtype)
+    x = torch.randn(n, n, device=device, dtype=dt)
+    w = torch.randn(n, n, device=device, dtype=dt)
+    best = float("inf")
+    for _ in range(reps + 1):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        torch.matmul(x, w)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
+# ---------------------------------------------------------------------------------------------
+# comparison and report
+# ---------------------------------------------------------------------------------------------
+def compare(results, L, tol):
+    """Prints per-layer means of each metric per method for each run and the largest differences
+    from (c); returns False when a mean differs by more than tol."""
+    names = [k for k in ("tl", "paper", "ss") if k in results]
+    ok = True
+    for meth in METHODS:
+        print(f"\n{meth}: mean per layer (" + ", ".join(names) + ")")
+        print("layer " + "".join(f"{'prec1 ' + n:>14}" for n in names) + "".join(f"{'surpr ' + n:>14}" for n in names))
+        for l in range(L):
+            line = f"{l:5d} "
+            for f in ("prec1", "surprisal"):
+                for n in names:
+                    line += f"{np.nanmean(results[n][meth][f][:, l]):14.5f}"
+            print(line)
+        for n in names:
+            if n == "ss":
+                continue
+            for f in ("prec1", "surprisal", "paper_surprisal"):
+                a, b = results[n][meth][f], results["ss"][meth][f]
+                dmean = np.nanmax(np.abs(np.nanmean(a, 0) - np.nanmean(b, 0)))
+                dex = np.nanmax(np.abs(a - b))
+                flag = "ok" if dmean <= (tol if f != "prec1" else 1.0 / a.shape[0] + 1e-9) else "MISMATCH"
+                if flag != "ok":
+                    ok = False
+                print(f"  {n} vs ss {f:15s}: max |mean diff| {dmean:.2e}, max per-example diff {dex:.2e} [{flag}]")
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser(description="simplescope vs TransformerLens vs the paper's batched hooks")
+    ap.add_argument("--config", default="small", help="make_model.py config (tiny, small, gptj6b)")
+    ap.add_argument("--model", help="model folder (default: the bench cache's CONFIG-seed0, made if missing)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--docs-ab", type=int, default=12, help="documents for (a) and (b)")
+    ap.add_argument("--docs-c", type=int, default=96, help="documents for (c)")
+    ap.add_argument("--tl-limit-s", type=float, default=0, help="stop (a) after this many seconds (0: no limit)")
+    ap.add_argument("--skip", default="", help="comma list of runs to skip: tl, paper")
+    ap.add_argument("--batch", type=int, default=256, help="(b) items per batch")
+    ap.add_argument("--tol", type=float, default=2e-3, help="tolerance on mean surprisal differences")
+    ap.add_argument("--ss-python", default=os.path.join(ROOT, ".venv", "bin", "python"))
+    ap.add_argument("--corpus", default=os.path.join(ROOT, "..", "shared", "corpus", "sample.jsonl.zst"))
+    ap.add_argument("--json", help="write the numbers here")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        return worker(a)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be downloaded
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import torch
+    torch.set_num_threads(a.threads)
+    if a.model is None:
+        a.model = os.path.join(default_cache(), f"{a.config}-seed0")
+    if not os.path.exists(os.path.join(a.model, ".complete")):
+        cmd = [a.ss_python, os.path.join(HERE, "make_model.py"), "--config", a.config, "--out", a.model,
+               "--device", a.device, "--dtype", a.dtype]
+        subprocess.run(cmd, check=True)
+    skip = set(filter(None, a.skip.split(",")))
+    n_c = max(a.docs_c, a.docs_ab)
+    prep = call_worker(a, {"op": "prepare", "corpus": os.path.abspath(a.corpus), "n": n_c})
+    docs, targets, cfg = prep["docs"], prep["targets"], prep["config"]
+    L = cfg["n_layer"]
+    rng = np.random.default_rng(42)
+    pos = np.stack([rng.integers(0, len(d) + 1, size=L) for d in docs])  # [n, L]; len counts BOS
+    ab = docs[: a.docs_ab]
+    results, speed = {}, {}
+
+    got = call_worker(a, {"op": "evaluate", "docs": docs, "positions": pos.tolist(), "n_compare": a.docs_ab})
+    results["ss"] = {m: {f: np.asarray(v) for f, v in d.items()} for m, d in got["per_example"].items()}
+    speed["ss"] = (got["items"], got["seconds"])
+    print(f"(c) simplescope: {got['items']} items in {got['seconds']:.2f} s", flush=True)
+
+    if "paper" not in skip:
+        from transformers import GPTJForCausalLM
+        hf = GPTJForCausalLM.from_pretrained(a.model, dtype=getattr(torch, a.dtype)).to(a.device).eval()
+        run_paper(hf, ab[:1], targets, pos, L, batch=a.batch)  # warm-up
+        r, n, s = run_paper(hf, ab, targets, pos, L, batch=a.batch)
+        results["paper"], speed["paper"] = r, (n, s)
+        print(f"(b) paper batched hooks: {n} items in {s:.2f} s", flush=True)
+        del hf
+    if "tl" not in skip:
+        tl = load_tl(a.model, a.device, a.dtype)
+        run_tl(tl, ab[:1], targets, pos, 1)  # warm-up: one layer of one document
+        r, n, s = run_tl(tl, ab, targets, pos, L, limit_s=a.tl_limit_s or None)
+        if n < len(ab) * L * len(METHODS):  # stopped early: compare the finished documents only
+            k = n // (L * len(METHODS))
+            r = {m: {f: v[:k] for f, v in d.items()} for m, d in r.items()}
+        results["tl"], speed["tl"] = r, (n, s)
+        print(f"(a) TransformerLens loop: {n} items in {s:.2f} s", flush=True)
+        del tl
+
+    k = min(len(next(iter(r.values()))["prec1"]) for r in results.values())
+    results = {n: {m: {f: v[:k] for f, v in d.items()} for m, d in r.items()} for n, r in results.items()}
+    print(f"\nmetric agreement on the first {k} documents (tolerance {a.tol} on mean surprisals, one document on prec1)")
+    agree = compare(results, L, a.tol)
+
+    flops = minimal_flops(cfg, docs, pos, targets)
+    rate = matmul_rate(a.device, a.dtype)
+    ips = {n: i / s for n, (i, s) in speed.items()}
+    achieved = flops / speed["ss"][1]
+    print(f"\nconfig {a.config} (n_embd {cfg['n_embd']}, n_layer {L}, vocab {cfg['vocab_size']}), "
+          f"{a.device} {a.dtype}, torch threads {a.threads}")
+    print(f"{'run':28s}{'docs':>6s}{'items':>8s}{'seconds':>10s}{'items/s':>11s}{'ss speed-up':>13s}")
+    label = {"tl": "(a) TransformerLens loop", "paper": "(b) paper batched hooks", "ss": "(c) simplescope"}
+    for n in ("tl", "paper", "ss"):
+        if n in speed:
+            i, s = speed[n]
+            nd = len(docs) if n == "ss" else i // (L * len(METHODS))
+            print(f"{label[n]:28s}{nd:6d}{i:8d}{s:10.2f}{ips[n]:11.2f}{ips['ss'] / ips[n]:12.1f}x")
+    print(f"minimal FLOPs of (c)'s experiment {flops / 1e9:.1f} GFLOP; at (c)'s time {achieved / 1e9:.2f} GFLOP/s; "
+          f"measured matmul {rate / 1e9:.1f} GFLOP/s; fraction {achieved / rate:.3f}")
+    print("metrics agree" if agree else "METRICS DISAGREE")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"config": a.config, "threads": a.threads, "device": a.device, "dtype": a.dtype,
+                       "speed": {n: {"items": i, "seconds": s, "items_per_s": i / s} for n, (i, s) in speed.items()},
+                       "min_flops": flops, "matmul_flops_per_s": rate, "flop_fraction": achieved / rate,
+                       "agree": agree}, f, indent=1)
+    return 0 if agree else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
