@@ -41,18 +41,24 @@ func ReadGPTJConfig(dir string) (GPTJConfig, error) {
 	if err != nil {
 		return GPTJConfig{}, fmt.Errorf("read GPT-J config: %w", err)
 	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return GPTJConfig{}, fmt.Errorf("read GPT-J config %s: bad JSON: %w", path, err)
-	}
-	if raw == nil {
-		return GPTJConfig{}, fmt.Errorf("read GPT-J config %s: not a JSON object", path)
-	}
-	c, err := parseGPTJ(raw)
+	c, err := ParseGPTJConfig(b)
 	if err != nil {
 		return GPTJConfig{}, fmt.Errorf("read GPT-J config %s: %w", path, err)
 	}
 	return c, nil
+}
+
+// ParseGPTJConfig parses the bytes of a config.json with the rules of ReadGPTJConfig. Errors do
+// not name a file; ReadGPTJConfig adds it.
+func ParseGPTJConfig(b []byte) (GPTJConfig, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return GPTJConfig{}, fmt.Errorf("bad JSON: %w", err)
+	}
+	if raw == nil {
+		return GPTJConfig{}, fmt.Errorf("not a JSON object")
+	}
+	return parseGPTJ(raw)
 }
 
 // fields reads typed values out of the raw JSON object, remembering the first error.

@@ -68,6 +68,16 @@ func Load(dir string) (*Tokenizer, error) {
 	return build(sp)
 }
 
+// LoadJSON builds a tokenizer from the bytes of a HF tokenizer.json (the rules of Load; errors
+// name the file as "tokenizer.json").
+func LoadJSON(raw []byte) (*Tokenizer, error) {
+	sp, err := parseTokenizerJSON("tokenizer.json", raw)
+	if err != nil {
+		return nil, err
+	}
+	return build(sp)
+}
+
 func parseTokenizerJSON(path string, raw []byte) (*spec, error) {
 	var f hfFile
 	if err := json.Unmarshal(raw, &f); err != nil {

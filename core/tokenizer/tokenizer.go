@@ -67,6 +67,12 @@ func build(sp *spec) (*Tokenizer, error) {
 		}
 		size = max(size, a.ID+1)
 	}
+	// Ids index dense tables: refuse a vocabulary whose ids are far sparser than any real one,
+	// which would otherwise make these tables exhaust memory (a fatal error in Go, not a panic).
+	if limit := 2*(len(sp.vocab)+len(sp.added)) + 1024; size > limit {
+		return nil, fmt.Errorf("tokenizer: %s: token id %d is far beyond the %d tokens defined (ids must stay below %d)",
+			sp.mergesFile, size-1, len(sp.vocab)+len(sp.added), limit)
+	}
 	t.pieces, t.known, t.tokens = make([]string, size), make([]bool, size), make([]string, size)
 	var buf []byte
 	for tok, id := range sp.vocab {
