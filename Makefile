@@ -56,5 +56,11 @@ demo: venv build
 wheel: venv build
 	$(PY) -m pip wheel --no-build-isolation --no-deps -w dist .
 
+# Builds the wheel (isolated, like a user's `python -m build`), installs it into a fresh venv
+# without Go, and checks import, a forward pass against HF and the shim rebuild (~1-2 min).
+.PHONY: wheel-check
+wheel-check: venv
+	tests/packaging/check_wheel.sh
+
 clean:
 	rm -rf build dist demo-out
