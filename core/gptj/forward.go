@@ -1,6 +1,7 @@
 package gptj
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/simplescope/simplescope/core/torch"
@@ -22,6 +23,18 @@ type Request struct {
 	// LeftPad pads sequences on the left instead of the right (positions stay 0..len-1 per
 	// sequence either way).
 	LeftPad bool
+	// Ctx, if set, is checked between blocks: a cancelled context ends the pass early.
+	Ctx context.Context
+}
+
+func ctxErr(ctx context.Context) error {
+	if ctx == nil {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("cancelled: %w", err)
+	}
+	return nil
 }
 
 // Output holds what Request asked for. The caller closes it.
@@ -214,6 +227,10 @@ func (m *Model) Forward(seqs [][]int, req Request) (out *Output, err error) {
 	keep(-1, x)
 	sin, cos := m.rotary(s, in.pos)
 	for l := 0; l < m.Cfg.NLayer && s.Err() == nil; l++ {
+		if err := ctxErr(req.Ctx); err != nil {
+			s.Fail(err)
+			break
+		}
 		bs := torch.NewScope()
 		y, _, _ := m.blockForward(bs, l, x, sin, cos, nil, nil, in.mask)
 		if err := bs.Err(); err != nil {
@@ -293,6 +310,11 @@ func (m *Model) ComputePrefix(ids []int) (*Prefix, error) {
 // tail (optional) are tokens between the prefix and the patched position — not supported yet;
 // the patched position directly follows the prefix. It returns float32 logits (N, V).
 func (m *Model) Continue(h *torch.Tensor, start int, prefix *Prefix) (*torch.Tensor, error) {
+	return m.ContinueCtx(nil, h, start, prefix)
+}
+
+// ContinueCtx is Continue that checks ctx (if not nil) between blocks.
+func (m *Model) ContinueCtx(ctx context.Context, h *torch.Tensor, start int, prefix *Prefix) (*torch.Tensor, error) {
 	if start < 0 || start > m.Cfg.NLayer {
 		return nil, fmt.Errorf("gptj: start block %d out of range [0, %d]", start, m.Cfg.NLayer)
 	}
@@ -307,6 +329,9 @@ func (m *Model) Continue(h *torch.Tensor, start int, prefix *Prefix) (*torch.Ten
 	pos := s.Full([]int64{1, 1}, float64(prefix.Len), torch.Int64, m.Device)
 	sin, cos := m.rotary(s, pos) // (1, 1, 1, rot/2), broadcast over N
 	for l := start; l < m.Cfg.NLayer && s.Err() == nil; l++ {
+		if err := ctxErr(ctx); err != nil {
+			return nil, err
+		}
 		bs := torch.NewScope()
 		y, _, _ := m.blockForward(bs, l, x, sin, cos, prefix.K[l], prefix.V[l], nil)
 		if err := bs.Err(); err != nil {
@@ -329,7 +354,7 @@ func (m *Model) Continue(h *torch.Tensor, start int, prefix *Prefix) (*torch.Ten
 // the last block: (ln_f(x) · W[tok] + b[tok]) without the (N, V) projection.
 func (m *Model) LogitsAt(s *torch.Scope, x, tok *torch.Tensor) *torch.Tensor {
 	z := s.LayerNorm(x, m.lnfW, m.lnfB, m.Cfg.LayerNormEps) // (N, C)
-	w := s.IndexSelect(m.headW, 0, tok)                      // (N, C)
+	w := s.IndexSelect(m.headW, 0, tok)                     // (N, C)
 	y := s.Sum(s.Mul(s.To(z, torch.Float32, m.Device), s.To(w, torch.Float32, m.Device)), 1, false)
 	if m.headB != nil {
 		y = s.Add(y, s.To(s.IndexSelect(m.headB, 0, tok), torch.Float32, m.Device))

@@ -14,10 +14,10 @@ import (
 // Config is the part of GPT-J's config.json the forward pass needs.
 type Config struct {
 	NEmbd, NLayer, NHead, RotaryDim, VocabSize, NPositions, NInner int
-	LayerNormEps                                               float64
-	Activation                                                 string
-	BOS, EOS                                                   int
-	Tied                                                       bool // tie_word_embeddings: lm_head shares wte
+	LayerNormEps                                                   float64
+	Activation                                                     string
+	BOS, EOS                                                       int
+	Tied                                                           bool // tie_word_embeddings: lm_head shares wte
 }
 
 // HeadDim is n_embd / n_head.

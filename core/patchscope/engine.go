@@ -81,7 +81,7 @@ func (e *engine) defaults() {
 		}
 	}
 	if e.batchTok <= 0 {
-		e.batchTok = 4096
+		e.batchTok = 2048 // on the CPU larger batches gain nothing and delay cancellation
 		if onGPU {
 			e.batchTok = 32768
 			if free, _, err := torch.CUDAMemInfo(e.m.Device.Index); err == nil {
@@ -92,7 +92,7 @@ func (e *engine) defaults() {
 		}
 	}
 	if e.rows <= 0 {
-		e.rows = 1024
+		e.rows = 512
 		if onGPU {
 			e.rows = 8192
 		}
@@ -340,7 +340,7 @@ func (e *engine) sourceBatch(batch []int, pos [][][]int, lo int, srcIndex map[sr
 			}
 		}
 	}
-	out, err := e.m.Forward(seqs, gptj.Request{Resid: want, LogitPoints: logitPts})
+	out, err := e.m.Forward(seqs, gptj.Request{Resid: want, LogitPoints: logitPts, Ctx: e.ctx})
 	if err != nil {
 		return err
 	}
@@ -404,7 +404,7 @@ func (e *engine) patchBatch(table *torch.Tensor, its []item, start int, prefix *
 	if err := s.Err(); err != nil {
 		return err
 	}
-	logits, err := e.m.Continue(h, start, prefix) // (N, V) float32
+	logits, err := e.m.ContinueCtx(e.ctx, h, start, prefix) // (N, V) float32
 	if err != nil {
 		return err
 	}
