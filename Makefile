@@ -62,5 +62,10 @@ wheel: venv build
 wheel-check: venv
 	tests/packaging/check_wheel.sh
 
+# Engine benchmarks on random GPT-J models (made by bench/make_model.py, cached); BENCH_ARGS e.g. -bench Evaluate/tiny -benchtime 1x
+BENCH_ARGS ?= -bench . -benchtime 1x
+bench: $(GOLIB)
+	go test -run '^$$' $(BENCH_ARGS) ./bench/
+
 clean:
 	rm -rf build dist demo-out

@@ -325,7 +325,7 @@ def compare(results, L, tol):
     return ok
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description="simplescope vs TransformerLens vs the paper's batched hooks")
     ap.add_argument("--config", default="small", help="make_model.py config (tiny, small, gptj6b)")
     ap.add_argument("--model", help="model folder (default: the bench cache's CONFIG-seed0, made if missing)")
@@ -342,7 +342,7 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(ROOT, "..", "shared", "corpus", "sample.jsonl.zst"))
     ap.add_argument("--json", help="write the numbers here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     if a.worker:
         return worker(a)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be downloaded
@@ -395,7 +395,7 @@ def main():
     agree = compare(results, L, a.tol)
 
     flops = minimal_flops(cfg, docs, pos, targets)
-    rate = matmul_rate(a.device, a.dtype)
+    rate = matmul_rate(a.device, a.dtype, n=8192 if a.device.startswith("cuda") else 2048)
     ips = {n: i / s for n, (i, s) in speed.items()}
     achieved = flops / speed["ss"][1]
     print(f"\nconfig {a.config} (n_embd {cfg['n_embd']}, n_layer {L}, vocab {cfg['vocab_size']}), "
