@@ -48,7 +48,7 @@ gotest: $(GOLIB)
 pytest: $(GOLIB)
 	PYTHONPATH=$(abspath python) $(PY) -m pytest -q tests/python
 
-test: venv build check-header gotest pytest
+test: venv build check-header gotest pytest wheel-check
 
 demo: venv build
 	PYTHONPATH=$(abspath python) $(PY) -m simplescope demo --out demo-out
