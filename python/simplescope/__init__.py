@@ -45,7 +45,10 @@ def __getattr__(name):
     if name in ("SimplescopeError", "InputError", "Cancelled", "OutOfMemory", "InternalError"):
         from . import _native
         return getattr(_native, name)
+    if name == "read_corpus":
+        from .data_io import read_corpus
+        return read_corpus
     raise AttributeError(f"module 'simplescope' has no attribute {name!r}")
 
 
-__all__ = ["load", "backend_info", "Results", "Model", "__version__"]
+__all__ = ["load", "backend_info", "read_corpus", "Results", "Model", "__version__"]
