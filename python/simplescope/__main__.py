@@ -294,10 +294,11 @@ def main(argv=None) -> int:
 
 
 def _one_line(e: BaseException) -> str:
-    msg = str(e) or type(e).__name__
+    """The message's first line (an internal error's Go stack trace stays out of it)."""
+    msg = str(e).strip() or type(e).__name__
     if isinstance(e, FileNotFoundError) and e.filename and str(e.filename) not in msg:
         msg = f"{e.filename}: {msg}"
-    return " ".join(msg.split())
+    return " ".join(msg.splitlines()[0].split())
 
 
 if __name__ == "__main__":
