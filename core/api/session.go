@@ -46,6 +46,10 @@ func Open(path, device, dtype string) (*Session, error) {
 	}
 	m, err := gptj.Load(path, dt, dev)
 	if err != nil {
+		if Status(err) == StatusRuntime {
+			// a broken config, a missing or misshapen tensor, a corrupt file: the input's fault
+			return nil, &InputError{err}
+		}
 		return nil, err
 	}
 	s := &Session{Model: m}
@@ -120,10 +124,17 @@ func Call(ctx context.Context, s *Session, method string, req []byte, progress f
 	return msgpack.Marshal(res)
 }
 
-func decode(req []byte, v any) error {
+func decode(req []byte, v any) (err error) {
 	if len(req) == 0 {
 		return nil
 	}
+	// msgpack v5.4.1 panics on some malformed requests (a repeated key of an interface field:
+	// "reflect.Value.SetInt using unaddressable value"); bad input must be an input error.
+	defer func() {
+		if p := recover(); p != nil {
+			err = inputf("bad request: %v", p)
+		}
+	}()
 	if err := msgpack.Unmarshal(req, v); err != nil {
 		return inputf("bad request: %v", err)
 	}

@@ -20,6 +20,9 @@ type Config struct {
 	Tied                                                           bool // tie_word_embeddings: lm_head shares wte
 }
 
+// maxPositions bounds n_positions: the rotary table is n_positions × rotary_dim.
+const maxPositions = 1 << 20
+
 // HeadDim is n_embd / n_head.
 func (c Config) HeadDim() int { return c.NEmbd / c.NHead }
 
@@ -28,6 +31,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.NEmbd <= 0 || c.NLayer <= 0 || c.NHead <= 0 || c.VocabSize <= 0 || c.NPositions <= 0:
 		return fmt.Errorf("config: n_embd, n_layer, n_head, vocab_size and n_positions must be positive (got %d, %d, %d, %d, %d)", c.NEmbd, c.NLayer, c.NHead, c.VocabSize, c.NPositions)
+	case c.NPositions > maxPositions:
+		return fmt.Errorf("config: n_positions %d is implausibly large (at most %d supported)", c.NPositions, maxPositions)
 	case c.NEmbd%c.NHead != 0:
 		return fmt.Errorf("config: n_embd %d is not divisible by n_head %d", c.NEmbd, c.NHead)
 	case c.RotaryDim <= 0 || c.RotaryDim > c.HeadDim() || c.RotaryDim%2 != 0:

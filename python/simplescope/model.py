@@ -186,7 +186,13 @@ class Model:
                 raise ValueError(f"positions {positions!r} (want 'random', 'last' or an array)")
             req["positions"] = positions
         else:
-            req["positions"] = np.asarray(positions, dtype=np.int64)
+            arr = np.asarray(positions)
+            if arr.dtype.kind not in "iu":
+                if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+                    arr = arr.astype(np.int64)
+                else:
+                    raise ValueError(f"positions must be integers, got dtype {arr.dtype}")
+            req["positions"] = arr.astype(np.int64)
         bar = None
         on_progress = None
         if progress:
@@ -212,6 +218,8 @@ class Model:
         columns layer, method, rank, token_id, token, prob (plus the model's own prediction as
         method "source" at layer = n_layer)."""
         import pandas as pd
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
         if isinstance(methods, (str, dict)):
             methods = [methods]
         req = {"methods": [_method_spec(m) for m in methods], "k": int(k), "prepend_bos": bool(prepend_bos)}

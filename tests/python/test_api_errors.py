@@ -136,7 +136,7 @@ def test_weights_with_wrong_shape(tiny_dir, tmp_path):
     key = "transformer.h.1.attn.q_proj.weight"
     w[key] = w[key][:, :32].contiguous()
     save_file(w, f, metadata={"format": "pt"})
-    with pytest.raises(ss.SimplescopeError) as ei:
+    with pytest.raises(ss.InputError) as ei:
         ss.load(d)
     msg = str(ei.value)
     assert key in msg and "model.safetensors" in msg and "[64 32]" in msg and "[64 64]" in msg, msg
@@ -148,7 +148,7 @@ def test_config_inconsistent(tiny_dir, tmp_path):
     cfg = json.load(open(p))
     cfg["n_head"] = 5
     json.dump(cfg, open(p, "w"))
-    with pytest.raises(ss.SimplescopeError, match="n_head = 5"):
+    with pytest.raises(ss.InputError, match="n_head = 5"):
         ss.load(d)
 
 
