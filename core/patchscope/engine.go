@@ -75,7 +75,7 @@ func (e *engine) defaults() {
 	e.chunk, e.batchTok, e.rows = e.req.ChunkPrompts, e.req.BatchTokens, e.req.PatchRows
 	onGPU := e.m.Device.Type == torch.DevCUDA
 	if e.chunk <= 0 {
-		e.chunk = 256
+		e.chunk = 64 // on the CPU: progress every few seconds, patched groups still hundreds of rows
 		if onGPU {
 			e.chunk = 1024
 		}
