@@ -332,11 +332,13 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--docs-ab", type=int, default=12, help="documents for (a) and (b)")
-    ap.add_argument("--docs-c", type=int, default=96, help="documents for (c)")
-    ap.add_argument("--tl-limit-s", type=float, default=0, help="stop (a) after this many seconds (0: no limit)")
+    ap.add_argument("--docs-ab", type=int, default=8, help="documents for (a) and (b)")
+    ap.add_argument("--docs-c", type=int, default=48, help="documents for (c)")
+    ap.add_argument("--tl-limit-s", type=float, default=240, help="stop (a) after this many seconds (0: no limit)")
     ap.add_argument("--skip", default="", help="comma list of runs to skip: tl, paper")
-    ap.add_argument("--batch", type=int, default=256, help="(b) items per batch")
+    ap.add_argument("--batch", type=int, default=0,
+                    help="(b) items per batch (default: the paper's 256 on CUDA; 16 on the CPU, where a batch's "
+                         "full (B, T, vocab) float32 logits would otherwise take tens of GB)")
     ap.add_argument("--tol", type=float, default=2e-3, help="tolerance on mean surprisal differences")
     ap.add_argument("--ss-python", default=os.path.join(ROOT, ".venv", "bin", "python"))
     ap.add_argument("--corpus", default=os.path.join(ROOT, "..", "shared", "corpus", "sample.jsonl.zst"))
@@ -356,6 +358,8 @@ def main(argv=None):
                "--device", a.device, "--dtype", a.dtype]
         subprocess.run(cmd, check=True)
     skip = set(filter(None, a.skip.split(",")))
+    if a.batch <= 0:
+        a.batch = 256 if a.device.startswith("cuda") else 16
     n_c = max(a.docs_c, a.docs_ab)
     prep = call_worker(a, {"op": "prepare", "corpus": os.path.abspath(a.corpus), "n": n_c})
     docs, targets, cfg = prep["docs"], prep["targets"], prep["config"]
