@@ -135,6 +135,9 @@ func decode(req []byte, v any) (err error) {
 			err = inputf("bad request: %v", p)
 		}
 	}()
+	if err := checkLengths(req); err != nil {
+		return inputf("bad request: %v", err)
+	}
 	if err := msgpack.Unmarshal(req, v); err != nil {
 		return inputf("bad request: %v", err)
 	}
