@@ -18,6 +18,7 @@ import "C"
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"runtime/cgo"
 	"runtime/debug"
 	"sync"
@@ -175,6 +176,10 @@ func ss_run_start(m *C.ss_model, method *C.char, req *C.uint8_t, reqLen C.size_t
 	r := &run{cancel: cancel}
 	r.wait.Add(1)
 	go func() {
+		// One OS thread for the whole run: OpenMP keeps a worker pool per calling thread, so a
+		// goroutine hopping between threads would create (and spin) several pools.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		defer r.wait.Done()
 		defer r.finished.Store(true)
 		defer func() {

@@ -101,20 +101,17 @@ func (m *Model) prepare(s *torch.Scope, seqs [][]int, leftPad bool) (*batchInput
 			valid[b*T+off+j] = true
 		}
 	}
-	mask := make([]uint8, B*T*T)
-	for b := 0; b < B; b++ {
-		for i := 0; i < T; i++ {
-			for j := 0; j <= i; j++ {
-				if valid[b*T+j] {
-					mask[(b*T+i)*T+j] = 1
-				}
-			}
+	vb := make([]uint8, B*T)
+	for i, v := range valid {
+		if v {
+			vb[i] = 1
 		}
 	}
 	in := &batchInput{B: B, T: T, offset: offset}
 	in.ids = torch.ScopeFromSlice(s, ids, []int64{int64(B), int64(T)}, torch.Int64, m.Device)
 	in.pos = torch.ScopeFromSlice(s, pos, []int64{int64(B), int64(T)}, torch.Int64, m.Device)
-	in.mask = torch.ScopeFromSlice(s, mask, []int64{int64(B), 1, int64(T), int64(T)}, torch.Bool, m.Device)
+	// the (B, 1, T, T) mask is built on the device from the (B, T) validity
+	in.mask = s.CausalMask(torch.ScopeFromSlice(s, vb, []int64{int64(B), int64(T)}, torch.Bool, m.Device))
 	return in, s.Err()
 }
 
@@ -240,9 +237,7 @@ func (m *Model) Forward(seqs [][]int, req Request) (out *Output, err error) {
 		}
 		bs.Keep(y)
 		bs.Close()
-		if l > 0 {
-			s.Free(x) // the previous block's output is no longer needed
-		}
+		s.Free(x) // the previous block's output (or the embedding): kept rows are separate handles
 		s.Own(y, nil)
 		x = y
 		keep(l, x)
@@ -340,6 +335,7 @@ func (m *Model) ContinueCtx(ctx context.Context, h *torch.Tensor, start int, pre
 		}
 		bs.Keep(y)
 		bs.Close()
+		s.Free(x) // only the newest block output is needed
 		s.Own(y, nil)
 		x = y
 	}
@@ -358,6 +354,11 @@ func (m *Model) LogitsAt(s *torch.Scope, x, tok *torch.Tensor) *torch.Tensor {
 	y := s.Sum(s.Mul(s.To(z, torch.Float32, m.Device), s.To(w, torch.Float32, m.Device)), 1, false)
 	if m.headB != nil {
 		y = s.Add(y, s.To(s.IndexSelect(m.headB, 0, tok), torch.Float32, m.Device))
+	}
+	if m.DType != torch.Float32 {
+		// head()'s Linear accumulates in float32 and rounds its output to the model dtype once;
+		// round the same way so both paths give the same logit
+		y = s.To(s.To(y, m.DType, m.Device), torch.Float32, m.Device)
 	}
 	return y
 }

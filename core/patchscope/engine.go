@@ -217,6 +217,12 @@ func (e *engine) evalChunk(lo, hi int) error {
 	table := pieces[0]
 	if len(pieces) > 1 {
 		table = s.Cat(pieces, 0) // (R, C)
+		if s.Err() == nil {
+			for _, t := range pieces { // the table holds its own copy
+				t.Close()
+			}
+			pieces = nil
+		}
 	}
 	if err := s.Err(); err != nil {
 		return err

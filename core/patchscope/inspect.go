@@ -18,7 +18,7 @@ type Inspection struct {
 	Position int
 	Layers   []int
 	Source   TopK              // the model's own prediction at the position
-	Methods  map[string][]TopK // method -> per layer (grid methods: target layer = last)
+	Methods  map[string][]TopK // method -> per layer (grid methods: target layer = source layer)
 }
 
 // Inspect decodes prompt's residual at position pos (every layer in layers) with each method

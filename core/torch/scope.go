@@ -210,7 +210,8 @@ func (s *Scope) AddScalar(a *Tensor, v float64) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("add_scalar", out, C.sst_add_scalar(a.h, C.double(v), &out))
+	e := C.sst_add_scalar(a.h, C.double(v), &out) // call before reading out (operand order is unspecified)
+	return s.result("add_scalar", out, e)
 }
 
 // MulScalar is a * v.
@@ -219,7 +220,8 @@ func (s *Scope) MulScalar(a *Tensor, v float64) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("mul_scalar", out, C.sst_mul_scalar(a.h, C.double(v), &out))
+	e := C.sst_mul_scalar(a.h, C.double(v), &out) // call before reading out (operand order is unspecified)
+	return s.result("mul_scalar", out, e)
 }
 
 // Reshape returns a tensor of the given shape (-1 infers one dimension).
@@ -228,7 +230,8 @@ func (s *Scope) Reshape(t *Tensor, shape ...int64) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("reshape", out, C.sst_reshape(t.h, shapePtr(shape), C.int64_t(len(shape)), &out))
+	e := C.sst_reshape(t.h, shapePtr(shape), C.int64_t(len(shape)), &out) // call before reading out (operand order is unspecified)
+	return s.result("reshape", out, e)
 }
 
 // Permute reorders dimensions.
@@ -237,7 +240,8 @@ func (s *Scope) Permute(t *Tensor, dims ...int64) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("permute", out, C.sst_permute(t.h, shapePtr(dims), C.int64_t(len(dims)), &out))
+	e := C.sst_permute(t.h, shapePtr(dims), C.int64_t(len(dims)), &out) // call before reading out (operand order is unspecified)
+	return s.result("permute", out, e)
 }
 
 // Expand broadcasts to shape (-1 keeps a dimension).
@@ -246,7 +250,8 @@ func (s *Scope) Expand(t *Tensor, shape ...int64) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("expand", out, C.sst_expand(t.h, shapePtr(shape), C.int64_t(len(shape)), &out))
+	e := C.sst_expand(t.h, shapePtr(shape), C.int64_t(len(shape)), &out) // call before reading out (operand order is unspecified)
+	return s.result("expand", out, e)
 }
 
 // Transpose swaps two dimensions.
@@ -255,7 +260,8 @@ func (s *Scope) Transpose(t *Tensor, d0, d1 int64) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("transpose", out, C.sst_transpose(t.h, C.int64_t(d0), C.int64_t(d1), &out))
+	e := C.sst_transpose(t.h, C.int64_t(d0), C.int64_t(d1), &out) // call before reading out (operand order is unspecified)
+	return s.result("transpose", out, e)
 }
 
 // Narrow is t[..., start:start+length, ...] along dim (a view).
@@ -264,7 +270,8 @@ func (s *Scope) Narrow(t *Tensor, dim, start, length int64) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("narrow", out, C.sst_narrow(t.h, C.int64_t(dim), C.int64_t(start), C.int64_t(length), &out))
+	e := C.sst_narrow(t.h, C.int64_t(dim), C.int64_t(start), C.int64_t(length), &out) // call before reading out (operand order is unspecified)
+	return s.result("narrow", out, e)
 }
 
 // Select is t[..., index, ...] along dim, removing that dimension.
@@ -273,7 +280,8 @@ func (s *Scope) Select(t *Tensor, dim, index int64) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("select", out, C.sst_select(t.h, C.int64_t(dim), C.int64_t(index), &out))
+	e := C.sst_select(t.h, C.int64_t(dim), C.int64_t(index), &out) // call before reading out (operand order is unspecified)
+	return s.result("select", out, e)
 }
 
 // Unsqueeze inserts a dimension of size 1.
@@ -282,7 +290,8 @@ func (s *Scope) Unsqueeze(t *Tensor, dim int64) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("unsqueeze", out, C.sst_unsqueeze(t.h, C.int64_t(dim), &out))
+	e := C.sst_unsqueeze(t.h, C.int64_t(dim), &out) // call before reading out (operand order is unspecified)
+	return s.result("unsqueeze", out, e)
 }
 
 func handles(ts []*Tensor) []*C.sst_tensor {
@@ -305,7 +314,8 @@ func (s *Scope) Cat(ts []*Tensor, dim int64) *Tensor {
 	hs := handles(ts)
 	// The handle array holds C pointers only, so passing Go memory is allowed.
 	var out *C.sst_tensor
-	return s.result("cat", out, C.sst_cat((**C.sst_tensor)(unsafe.Pointer(&hs[0])), C.int64_t(len(hs)), C.int64_t(dim), &out))
+	e := C.sst_cat((**C.sst_tensor)(unsafe.Pointer(&hs[0])), C.int64_t(len(hs)), C.int64_t(dim), &out) // call before reading out (operand order is unspecified)
+	return s.result("cat", out, e)
 }
 
 // Stack stacks along a new dim.
@@ -319,7 +329,8 @@ func (s *Scope) Stack(ts []*Tensor, dim int64) *Tensor {
 	}
 	hs := handles(ts)
 	var out *C.sst_tensor
-	return s.result("stack", out, C.sst_stack((**C.sst_tensor)(unsafe.Pointer(&hs[0])), C.int64_t(len(hs)), C.int64_t(dim), &out))
+	e := C.sst_stack((**C.sst_tensor)(unsafe.Pointer(&hs[0])), C.int64_t(len(hs)), C.int64_t(dim), &out) // call before reading out (operand order is unspecified)
+	return s.result("stack", out, e)
 }
 
 // IndexSelect picks entries index (int64, 1-D) along dim.
@@ -328,7 +339,8 @@ func (s *Scope) IndexSelect(t *Tensor, dim int64, index *Tensor) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("index_select", out, C.sst_index_select(t.h, C.int64_t(dim), index.h, &out))
+	e := C.sst_index_select(t.h, C.int64_t(dim), index.h, &out) // call before reading out (operand order is unspecified)
+	return s.result("index_select", out, e)
 }
 
 // IndexCopy returns a copy of t with t[index[i]] along dim replaced by src[i].
@@ -337,7 +349,8 @@ func (s *Scope) IndexCopy(t *Tensor, dim int64, index, src *Tensor) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("index_copy", out, C.sst_index_copy(t.h, C.int64_t(dim), index.h, src.h, &out))
+	e := C.sst_index_copy(t.h, C.int64_t(dim), index.h, src.h, &out) // call before reading out (operand order is unspecified)
+	return s.result("index_copy", out, e)
 }
 
 // Gather is torch.gather.
@@ -346,7 +359,8 @@ func (s *Scope) Gather(t *Tensor, dim int64, index *Tensor) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("gather", out, C.sst_gather(t.h, C.int64_t(dim), index.h, &out))
+	e := C.sst_gather(t.h, C.int64_t(dim), index.h, &out) // call before reading out (operand order is unspecified)
+	return s.result("gather", out, e)
 }
 
 // MaskedFill sets entries where mask is true to v.
@@ -355,7 +369,8 @@ func (s *Scope) MaskedFill(t, mask *Tensor, v float64) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("masked_fill", out, C.sst_masked_fill(t.h, mask.h, C.double(v), &out))
+	e := C.sst_masked_fill(t.h, mask.h, C.double(v), &out) // call before reading out (operand order is unspecified)
+	return s.result("masked_fill", out, e)
 }
 
 // Where is cond ? a : b.
@@ -364,7 +379,8 @@ func (s *Scope) Where(cond, a, b *Tensor) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("where", out, C.sst_where(cond.h, a.h, b.h, &out))
+	e := C.sst_where(cond.h, a.h, b.h, &out) // call before reading out (operand order is unspecified)
+	return s.result("where", out, e)
 }
 
 // Softmax along dim.
@@ -373,7 +389,8 @@ func (s *Scope) Softmax(t *Tensor, dim int64) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("softmax", out, C.sst_softmax(t.h, C.int64_t(dim), &out))
+	e := C.sst_softmax(t.h, C.int64_t(dim), &out) // call before reading out (operand order is unspecified)
+	return s.result("softmax", out, e)
 }
 
 // LogSoftmax along dim.
@@ -382,7 +399,8 @@ func (s *Scope) LogSoftmax(t *Tensor, dim int64) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("log_softmax", out, C.sst_log_softmax(t.h, C.int64_t(dim), &out))
+	e := C.sst_log_softmax(t.h, C.int64_t(dim), &out) // call before reading out (operand order is unspecified)
+	return s.result("log_softmax", out, e)
 }
 
 // Argmax along dim (first maximal index).
@@ -391,7 +409,8 @@ func (s *Scope) Argmax(t *Tensor, dim int64, keepdim bool) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("argmax", out, C.sst_argmax(t.h, C.int64_t(dim), cbool(keepdim), &out))
+	e := C.sst_argmax(t.h, C.int64_t(dim), cbool(keepdim), &out) // call before reading out (operand order is unspecified)
+	return s.result("argmax", out, e)
 }
 
 // Sum along dim.
@@ -400,7 +419,8 @@ func (s *Scope) Sum(t *Tensor, dim int64, keepdim bool) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("sum", out, C.sst_sum(t.h, C.int64_t(dim), cbool(keepdim), &out))
+	e := C.sst_sum(t.h, C.int64_t(dim), cbool(keepdim), &out) // call before reading out (operand order is unspecified)
+	return s.result("sum", out, e)
 }
 
 // TopK returns the k largest values and their indices along dim.
@@ -424,7 +444,8 @@ func (s *Scope) Linear(x, w, bias *Tensor) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("linear", out, C.sst_linear(x.h, w.h, bias.handle(), &out))
+	e := C.sst_linear(x.h, w.h, bias.handle(), &out) // call before reading out (operand order is unspecified)
+	return s.result("linear", out, e)
 }
 
 // LayerNorm over the last dimension.
@@ -433,7 +454,8 @@ func (s *Scope) LayerNorm(x, w, b *Tensor, eps float64) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("layer_norm", out, C.sst_layer_norm(x.h, w.handle(), b.handle(), C.double(eps), &out))
+	e := C.sst_layer_norm(x.h, w.handle(), b.handle(), C.double(eps), &out) // call before reading out (operand order is unspecified)
+	return s.result("layer_norm", out, e)
 }
 
 // RotaryGPTJ applies GPT-J's interleaved rotary embedding to the first rot dims of the last axis.
@@ -442,7 +464,19 @@ func (s *Scope) RotaryGPTJ(x, sin, cos *Tensor, rot int64) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("rotary_gptj", out, C.sst_rotary_gptj(x.h, sin.h, cos.h, C.int64_t(rot), &out))
+	e := C.sst_rotary_gptj(x.h, sin.h, cos.h, C.int64_t(rot), &out) // call before reading out (operand order is unspecified)
+	return s.result("rotary_gptj", out, e)
+}
+
+// CausalMask turns valid (B, T) into the (B, 1, T, T) boolean attention mask: key j is visible
+// to query i when j <= i and key j is valid. Built on the tensor's device.
+func (s *Scope) CausalMask(valid *Tensor) *Tensor {
+	if !s.ready("causal_mask", valid) {
+		return nil
+	}
+	var out *C.sst_tensor
+	e := C.sst_causal_mask(valid.h, &out)
+	return s.result("causal_mask", out, e)
 }
 
 // Attention: q (B, H, Tq, D), k/v (B, H, Tk, D), mask bool broadcastable to (B, H, Tq, Tk) with
@@ -452,7 +486,8 @@ func (s *Scope) Attention(q, k, v, mask *Tensor) *Tensor {
 		return nil
 	}
 	var out *C.sst_tensor
-	return s.result("attention", out, C.sst_attention(q.h, k.h, v.h, mask.handle(), &out))
+	e := C.sst_attention(q.h, k.h, v.h, mask.handle(), &out) // call before reading out (operand order is unspecified)
+	return s.result("attention", out, e)
 }
 
 func cbool(b bool) C.int {

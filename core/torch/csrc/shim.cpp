@@ -29,29 +29,38 @@ std::atomic<int64_t> g_live{0};
 
 int64_t cuda_count() { return at::hasCUDA() ? static_cast<int64_t>(at::detail::getCUDAHooks().deviceCount()) : 0; }
 
-sst_error make_error(const std::string &msg) {
-  char *p = static_cast<char *>(std::malloc(msg.size() + 1));
-  if (p == nullptr) return nullptr;  // cannot report; nothing better to do
-  std::memcpy(p, msg.c_str(), msg.size() + 1);
+// Returned when even the error message cannot be allocated; sst_free_error never frees it.
+char g_oom_message[] = "[oom] out of memory (the error message itself could not be allocated)";
+
+sst_error make_error(const char *msg) noexcept {
+  size_t n = std::strlen(msg);
+  char *p = static_cast<char *>(std::malloc(n + 1));
+  if (p == nullptr) return g_oom_message;  // never NULL: NULL means success
+  std::memcpy(p, msg, n + 1);
   return p;
 }
 
-bool looks_like_oom(const std::string &m) {
-  return m.find("out of memory") != std::string::npos ||
-         m.find("not enough memory") != std::string::npos ||
-         m.find("can't allocate memory") != std::string::npos;
+bool looks_like_oom(const char *m) noexcept {
+  return std::strstr(m, "out of memory") != nullptr || std::strstr(m, "not enough memory") != nullptr ||
+         std::strstr(m, "can't allocate memory") != nullptr;
 }
 
-sst_error from_message(const char *where, const std::string &m) {
-  std::string msg = std::string(where) + ": " + m;
-  // drop ATen's trailing "Exception raised from ..." location lines if any slipped through
-  if (looks_like_oom(m)) msg = "[oom] " + msg;
-  return make_error(msg);
+// error_from builds "[oom] "? + where + ": " + what. It never throws: if building the string
+// fails, the static out-of-memory message is returned.
+sst_error error_from(const char *where, const char *what, bool oom) noexcept {
+  try {
+    std::string msg = std::string(where) + ": " + what;
+    if (oom || looks_like_oom(what)) msg = "[oom] " + msg;
+    return make_error(msg.c_str());
+  } catch (...) {
+    return g_oom_message;
+  }
 }
 
 sst_tensor *wrap(at::Tensor t) {
+  auto *h = new sst_tensor{std::move(t)};
   g_live.fetch_add(1, std::memory_order_relaxed);
-  return new sst_tensor{std::move(t)};
+  return h;
 }
 
 at::ScalarType to_scalar(int code) {
@@ -120,23 +129,23 @@ void check_out(void *out) {
   try {                            \
     c10::InferenceMode sst_guard;
 
-#define SST_END                                                         \
-  }                                                                     \
-  catch (const c10::OutOfMemoryError &e) {                              \
-    return make_error(std::string("[oom] ") + sst_fn + ": " + e.what_without_backtrace()); \
-  }                                                                     \
-  catch (const c10::Error &e) {                                         \
-    return from_message(sst_fn, e.what_without_backtrace());            \
-  }                                                                     \
-  catch (const std::bad_alloc &) {                                      \
-    return make_error(std::string("[oom] ") + sst_fn + ": std::bad_alloc"); \
-  }                                                                     \
-  catch (const std::exception &e) {                                     \
-    return from_message(sst_fn, e.what());                              \
-  }                                                                     \
-  catch (...) {                                                         \
-    return make_error(std::string(sst_fn) + ": unknown C++ exception"); \
-  }                                                                     \
+#define SST_END                                                          \
+  }                                                                      \
+  catch (const c10::OutOfMemoryError &e) {                               \
+    return error_from(sst_fn, e.what_without_backtrace(), true);         \
+  }                                                                      \
+  catch (const c10::Error &e) {                                          \
+    return error_from(sst_fn, e.what_without_backtrace(), false);        \
+  }                                                                      \
+  catch (const std::bad_alloc &) {                                       \
+    return error_from(sst_fn, "std::bad_alloc", true);                   \
+  }                                                                      \
+  catch (const std::exception &e) {                                      \
+    return error_from(sst_fn, e.what(), false);                          \
+  }                                                                      \
+  catch (...) {                                                          \
+    return error_from(sst_fn, "unknown C++ exception", false);           \
+  }                                                                      \
   return nullptr;
 
 // A unary op returning one tensor.
@@ -161,7 +170,9 @@ void check_out(void *out) {
 
 extern "C" {
 
-void sst_free_error(sst_error e) { std::free(e); }
+void sst_free_error(sst_error e) {
+  if (e != g_oom_message) std::free(e);
+}
 
 void sst_free(sst_tensor *t) {
   if (t == nullptr) return;
@@ -177,8 +188,7 @@ int64_t sst_live_tensors(void) { return g_live.load(std::memory_order_relaxed); 
 sst_error sst_torch_version(char **out) {
   SST_BEGIN("sst_torch_version")
   check_out(out);
-  std::string v = TORCH_VERSION;
-  *out = make_error(v);
+  *out = make_error(TORCH_VERSION);
   SST_END
 }
 
@@ -464,8 +474,14 @@ sst_error sst_topk(const sst_tensor *t, int64_t k, int64_t dim, sst_tensor **val
   check_out(values);
   check_out(indices);
   auto r = T(t, "t").topk(k, dim);
-  *values = wrap(std::get<0>(r));
-  *indices = wrap(std::get<1>(r));
+  sst_tensor *v = wrap(std::get<0>(r));
+  try {
+    *indices = wrap(std::get<1>(r));
+  } catch (...) {
+    sst_free(v);
+    throw;
+  }
+  *values = v;
   SST_END
 }
 
@@ -517,6 +533,18 @@ sst_error sst_rotary_gptj(const sst_tensor *x_, const sst_tensor *sin_, const ss
   at::Tensor y = xr * cos + rotated * sin;
   if (rot < D) y = at::cat({y.to(x.scalar_type()), x.narrow(-1, rot, D - rot)}, -1);
   *out = wrap(y.to(x.scalar_type()));
+  SST_END
+}
+
+sst_error sst_causal_mask(const sst_tensor *valid_, sst_tensor **out) {
+  SST_BEGIN("sst_causal_mask")
+  check_out(out);
+  const at::Tensor &valid = T(valid_, "valid");
+  if (valid.dim() != 2) throw std::invalid_argument("valid must be (B, T)");
+  int64_t n = valid.size(1);
+  at::Tensor causal = at::ones({n, n}, valid.options().dtype(at::kBool)).tril();  // (T, T)
+  // (B, 1, T, T): query i may attend key j when j <= i and key j is a real token
+  *out = wrap(causal.unsqueeze(0).unsqueeze(0).logical_and(valid.to(at::kBool).unsqueeze(1).unsqueeze(1)));
   SST_END
 }
 

@@ -126,6 +126,9 @@ SST_API sst_error sst_embedding(const sst_tensor *weight, const sst_tensor *ids,
  * out = cat(x_rot*cos' + rotate_every_two(x_rot)*sin', x_pass) with sin'/cos' repeated twice. */
 SST_API sst_error sst_rotary_gptj(const sst_tensor *x, const sst_tensor *sin, const sst_tensor *cos,
                           int64_t rot, sst_tensor **out);
+/* Causal mask with key padding: valid (B, T) bool -> (B, 1, T, T), true where key j <= query i
+ * and key j is valid. */
+SST_API sst_error sst_causal_mask(const sst_tensor *valid, sst_tensor **out);
 /* Attention: q (B, H, Tq, D), k/v (B, H, Tk, D); mask NULL or boolean broadcastable to
  * (B, H, Tq, Tk) with true = may attend. Scores in float32 scaled by 1/sqrt(D); output in
  * v's dtype. */
