@@ -70,7 +70,10 @@ func goBytes(p *C.uint8_t, n C.size_t) []byte {
 	if p == nil || n == 0 {
 		return nil
 	}
-	return C.GoBytes(unsafe.Pointer(p), C.int(n))
+	// unsafe.Slice + copy: C.GoBytes takes a C int and would wrap for requests of 2 GiB or more
+	b := make([]byte, int(n))
+	copy(b, unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n)))
+	return b
 }
 
 //export ss_free
@@ -126,6 +129,7 @@ func session(m *C.ss_model) *api.Session {
 
 //export ss_model_free
 func ss_model_free(m *C.ss_model) {
+	defer func() { _ = recover() }()
 	if m == nil || m.h == 0 {
 		return
 	}
@@ -159,7 +163,7 @@ type run struct {
 	wait        sync.WaitGroup
 	result      []byte
 	err         error
-	taken       bool
+	taken       atomic.Bool
 }
 
 //export ss_run_start
@@ -210,7 +214,8 @@ func getRun(h *C.ss_run) *run {
 }
 
 //export ss_run_poll
-func ss_run_poll(h *C.ss_run, done, total *C.int64_t, finished *C.int) C.int {
+func ss_run_poll(h *C.ss_run, done, total *C.int64_t, finished *C.int) (status C.int) {
+	defer guard(&status, nil)
 	r := getRun(h)
 	if r == nil {
 		return api.StatusInput
@@ -232,6 +237,7 @@ func ss_run_poll(h *C.ss_run, done, total *C.int64_t, finished *C.int) C.int {
 
 //export ss_run_cancel
 func ss_run_cancel(h *C.ss_run) {
+	defer func() { _ = recover() }() // a stale handle must not take the process down
 	if r := getRun(h); r != nil {
 		r.cancel()
 	}
@@ -246,11 +252,10 @@ func ss_run_wait(h *C.ss_run, out **C.uint8_t, outLen *C.size_t, errOut **C.char
 		return api.StatusInput
 	}
 	r.wait.Wait()
-	if r.taken {
+	if !r.taken.CompareAndSwap(false, true) {
 		setErr(errOut, "ss_run_wait: result already taken")
 		return api.StatusInput
 	}
-	r.taken = true
 	if r.err != nil {
 		if _, ok := r.err.(*panicError); ok {
 			setErr(errOut, r.err.Error())
@@ -265,6 +270,7 @@ func ss_run_wait(h *C.ss_run, out **C.uint8_t, outLen *C.size_t, errOut **C.char
 
 //export ss_run_free
 func ss_run_free(h *C.ss_run) {
+	defer func() { _ = recover() }()
 	r := getRun(h)
 	if r == nil {
 		return

@@ -154,7 +154,7 @@ class _Lib:
 
     def load(self, path: str, device: str, dtype: str) -> ctypes.c_void_p:
         h, err = ctypes.c_void_p(), ctypes.c_void_p()
-        st = self.lib.ss_model_load(path.encode(), device.encode(), dtype.encode(), ctypes.byref(h), ctypes.byref(err))
+        st = self.lib.ss_model_load(os.fsencode(path), device.encode(), dtype.encode(), ctypes.byref(h), ctypes.byref(err))
         if st != SS_OK:
             _raise(st, self._err(err))
         return h
@@ -193,8 +193,10 @@ class _Lib:
             self.lib.ss_run_free(r)  # waits until the Go side has stopped
             raise
         out, n = ctypes.POINTER(ctypes.c_uint8)(), ctypes.c_size_t()
-        st = self.lib.ss_run_wait(r, ctypes.byref(out), ctypes.byref(n), ctypes.byref(err))
-        self.lib.ss_run_free(r)
+        try:
+            st = self.lib.ss_run_wait(r, ctypes.byref(out), ctypes.byref(n), ctypes.byref(err))
+        finally:
+            self.lib.ss_run_free(r)
         if st != SS_OK:
             _raise(st, self._err(err))
         return unpack(self._take(out, n))

@@ -44,8 +44,13 @@ class Model:
 
     # lifecycle -----------------------------------------------------------------------------
     def close(self):
-        """Frees the model's memory now (otherwise when the object is collected)."""
-        h, self._h = getattr(self, "_h", None), None
+        """Frees the model's memory now (otherwise when the object is collected). Calls still
+        running in other threads finish first; later calls raise "the model is closed"."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:
+            return
+        with lock:
+            h, self._h = getattr(self, "_h", None), None
         if h:
             self._lib.free(h)
 
