@@ -197,12 +197,13 @@ func TestOOMDuringEvaluate(t *testing.T) {
 	}
 	s := shared(t)
 	var texts []string
-	for i := 0; i < 120; i++ {
+	for i := 0; i < 400; i++ {
 		texts = append(texts, fmt.Sprintf("Prompt number %d says something.", i))
 	}
-	// one patch batch of 720 rows: its logits alone are 720 × 50400 × 4 B = 145 MB
-	req := map[string]any{"texts": texts, "prepend_bos": true, "seed": 1, "patch_rows": 4096,
-		"methods": []map[string]any{{"name": "logitlens"}, {"name": "patchscope"}, {"name": "simplescope"}}}
+	// One chunk of prompts, and patched rows grouped by (method, start layer): one group of 400 rows, whose
+	// logits alone are 400 × 50400 × 4 B = 81 MB, more than the 40 MB the cap leaves.
+	req := map[string]any{"texts": texts, "prepend_bos": true, "seed": 1, "patch_rows": 4096, "chunk_prompts": 4096, "layers": []int{0},
+		"methods": []map[string]any{{"name": "simplescope"}}}
 	want := evalArrays(t, call(t, s, "evaluate", req))
 	// Give the Go heap room to grow before the cap: its address space is reserved now.
 	ballast := make([]byte, 256<<20)
@@ -216,11 +217,11 @@ func TestOOMDuringEvaluate(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_AS, &old); err != nil {
 		t.Fatal(err)
 	}
-	limit := syscall.Rlimit{Cur: uint64(vm+96<<10) << 10, Max: old.Max}
+	limit := syscall.Rlimit{Cur: uint64(vm+40<<10) << 10, Max: old.Max}
 	if err := syscall.Setrlimit(syscall.RLIMIT_AS, &limit); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("address space capped at %d MiB (VmSize %d MiB + 96 MiB)", limit.Cur>>20, vm>>10)
+	t.Logf("address space capped at %d MiB (VmSize %d MiB + 40 MiB)", limit.Cur>>20, vm>>10)
 	out, err := Call(context.Background(), s, "evaluate", pack(t, req), nil)
 	if rerr := syscall.Setrlimit(syscall.RLIMIT_AS, &old); rerr != nil {
 		t.Fatal(rerr)
