@@ -10,7 +10,7 @@ GO_SRC  := $(shell find core capi internal -name '*.go' -not -name '*_test.go' 2
 export SIMPLESCOPE_PYTHON := $(abspath $(PY))
 export SIMPLESCOPE_LIB_DIR := $(abspath $(LIB))
 # Go's test binaries and the Python package load libtorch from the venv.
-GOFLAGS_TEST ?=
+GOFLAGS_TEST ?= -count=1
 
 .PHONY: all venv build shim golib test gotest pytest demo check-header wheel bench clean fuzz-short
 
@@ -69,3 +69,21 @@ bench: $(GOLIB)
 
 clean:
 	rm -rf build dist demo-out
+
+# Race detector on the Go packages that do not need libtorch (reliability, docs/reliability.md).
+RACE_PKGS := ./core/tokenizer ./core/data ./core/weights ./core/config
+.PHONY: race
+race:
+	go test -race -count=1 $(RACE_PKGS)
+
+# Every fuzz target for FUZZTIME each (seeds in testdata/fuzz run in plain `go test` anyway).
+# Longer runs: make fuzz-short FUZZTIME=10m, or one target: go test -run '^$$' -fuzz '^FuzzCall$$' ./core/api
+FUZZTIME ?= 5s
+FUZZ_TARGETS := core/weights:FuzzSafetensorsHeader core/weights:FuzzTorchZip core/weights:FuzzUnpickle \
+	core/data:FuzzDecodeJSONLine core/tokenizer:FuzzEncodeDecode core/tokenizer:FuzzLoadJSON \
+	core/config:FuzzParseGPTJConfig core/api:FuzzCall
+fuzz-short: $(GOLIB)
+	@set -eo pipefail; for t in $(FUZZ_TARGETS); do \
+		echo "== $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*} | tail -n 3; \
+	done
