@@ -78,12 +78,16 @@ race:
 
 # Every fuzz target for FUZZTIME each (seeds in testdata/fuzz run in plain `go test` anyway).
 # Longer runs: make fuzz-short FUZZTIME=10m, or one target: go test -run '^$$' -fuzz '^FuzzCall$$' ./core/api
+# FuzzCall gets longer (FUZZTIME_API): it first makes its test model and replays its corpus.
 FUZZTIME ?= 5s
+FUZZTIME_API ?= 30s
 FUZZ_TARGETS := core/weights:FuzzSafetensorsHeader core/weights:FuzzTorchZip core/weights:FuzzUnpickle \
 	core/data:FuzzDecodeJSONLine core/tokenizer:FuzzEncodeDecode core/tokenizer:FuzzLoadJSON \
-	core/config:FuzzParseGPTJConfig core/api:FuzzCall
+	core/config:FuzzParseGPTJConfig
 fuzz-short: $(GOLIB)
 	@set -eo pipefail; for t in $(FUZZ_TARGETS); do \
 		echo "== $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
 		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*} | tail -n 3; \
-	done
+	done; \
+	echo "== FuzzCall (core/api, $(FUZZTIME_API))"; \
+	go test -run '^$$' -fuzz '^FuzzCall$$' -fuzztime $(FUZZTIME_API) ./core/api | tail -n 3

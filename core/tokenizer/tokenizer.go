@@ -76,6 +76,10 @@ func build(sp *spec) (*Tokenizer, error) {
 	t.pieces, t.known, t.tokens = make([]string, size), make([]bool, size), make([]string, size)
 	var buf []byte
 	for tok, id := range sp.vocab {
+		if t.known[id] { // decoding the id would depend on map order
+			a, b := min(tok, t.tokens[id]), max(tok, t.tokens[id])
+			return nil, fmt.Errorf("tokenizer: %s: vocab tokens %q and %q share id %d", sp.mergesFile, a, b, id)
+		}
 		buf = buf[:0]
 		for _, r := range tok {
 			b, ok := dec[r]
