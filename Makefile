@@ -48,7 +48,10 @@ gotest: $(GOLIB)
 pytest: $(GOLIB)
 	PYTHONPATH=$(abspath python) $(PY) -m pytest -q tests/python
 
-test: venv build check-header gotest pytest wheel-check
+# The full suite: the Go and Python tests, the race detector on the pure-Go packages, a few
+# seconds of every fuzz target, and the wheel installed into a fresh venv.
+test: venv build check-header gotest race pytest wheel-check
+	$(MAKE) fuzz-short FUZZTIME=3s FUZZTIME_API=15s
 
 demo: venv build
 	PYTHONPATH=$(abspath python) $(PY) -m simplescope demo --out demo-out

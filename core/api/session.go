@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -19,6 +20,11 @@ type Session struct {
 	Model  *gptj.Model
 	Tok    *tokenizer.Tokenizer // nil when the model folder has no tokenizer
 	TokErr error
+
+	// Calls hold mu for reading; Close takes it for writing, so it waits for calls in flight
+	// and later calls get "the model is closed" instead of touching freed tensors.
+	mu     sync.RWMutex
+	closed bool
 }
 
 // Open loads the model in path on device with dtype, and its tokenizer when present.
@@ -70,7 +76,14 @@ func tokenizerDir(path string) string {
 }
 
 // Close frees the model.
-func (s *Session) Close() { s.Model.Close() }
+func (s *Session) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		s.Model.Close()
+	}
+}
 
 func (s *Session) tok() (*tokenizer.Tokenizer, error) {
 	if s.Tok == nil {
@@ -116,6 +129,13 @@ func Call(ctx context.Context, s *Session, method string, req []byte, progress f
 	}
 	if s == nil && method != "load_data" && method != "debug.panic" {
 		return nil, inputf("method %q needs a model", method)
+	}
+	if s != nil {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if s.closed {
+			return nil, inputf("the model is closed")
+		}
 	}
 	res, err := h(s, ctx, req, progress)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime/debug"
 	"sync"
 
 	"github.com/simplescope/simplescope/core/config"
@@ -145,8 +146,9 @@ func Load(dir string, dtype torch.DType, dev torch.Device) (m *Model, err error)
 		}
 	}()
 	C, I, V := int64(cfg.NEmbd), int64(cfg.NInner), int64(cfg.VocabSize)
+	var scratch []byte // one tensor at a time, reused
 	get := func(name string, shape ...int64) (*torch.Tensor, error) {
-		b, info, err := store.Bytes(name)
+		mapped, info, err := store.Bytes(name)
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", name, err)
 		}
@@ -156,6 +158,15 @@ func Load(dir string, dtype torch.DType, dev torch.Device) (m *Model, err error)
 		src, err := torchDType(info.DType)
 		if err != nil {
 			return nil, fmt.Errorf("load %s from %s: %w", name, info.File, err)
+		}
+		// Copy out of the memory map in Go with faults turned into panics: a file truncated
+		// while we read it must be an error, not a SIGBUS inside libtorch.
+		if cap(scratch) < len(mapped) {
+			scratch = make([]byte, len(mapped))
+		}
+		b := scratch[:len(mapped)]
+		if err := faultSafeCopy(b, mapped); err != nil {
+			return nil, fmt.Errorf("load %s from %s: the file changed while it was read (truncated?): %v", name, info.File, err)
 		}
 		t, err := torch.FromBytes(b, src, info.Shape, dtype, dev)
 		if err != nil {
@@ -212,6 +223,20 @@ func Load(dir string, dtype torch.DType, dev torch.Device) (m *Model, err error)
 		return m, err
 	}
 	return m, nil
+}
+
+// faultSafeCopy copies src into dst, returning an error instead of crashing when reading src
+// faults (a memory-mapped file truncated underneath us raises SIGBUS).
+func faultSafeCopy(dst, src []byte) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	copy(dst, src)
+	return nil
 }
 
 func sameShape(a, b []int64) bool {

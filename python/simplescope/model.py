@@ -1,6 +1,7 @@
 """The notebook API: ss.load(...) -> Model."""
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from typing import Iterable, Sequence
@@ -38,7 +39,8 @@ class Model:
         path = os.fspath(path)
         self._lib = _native.lib()
         self._h = self._lib.load(path, device, dtype)
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._active = 0  # calls in flight; close() waits for them
         self.path = path
         self.config = self._lib.call(self._h, "config")
 
@@ -51,6 +53,7 @@ class Model:
             return
         with lock:
             h, self._h = getattr(self, "_h", None), None
+            lock.wait_for(lambda: self._active == 0)
         if h:
             self._lib.free(h)
 
@@ -76,8 +79,24 @@ class Model:
             raise RuntimeError("the model is closed")
         return self._h
 
+    @contextlib.contextmanager
+    def _using(self):
+        """Holds the native handle for one call: close() waits until the call is over."""
+        with self._lock:
+            if not self._h:
+                raise RuntimeError("the model is closed")
+            self._active += 1
+            h = self._h
+        try:
+            yield h
+        finally:
+            with self._lock:
+                self._active -= 1
+                self._lock.notify_all()
+
     def _call(self, method, req=None):
-        return self._lib.call(self._handle(), method, req)
+        with self._using() as h:
+            return self._lib.call(h, method, req)
 
     @property
     def n_layers(self) -> int:
@@ -211,7 +230,8 @@ class Model:
                 if done > bar.n:
                     bar.update(done - bar.n)
         try:
-            out = self._lib.run(self._handle(), "evaluate", req, on_progress)
+            with self._using() as h:
+                out = self._lib.run(h, "evaluate", req, on_progress)
         finally:
             if bar is not None:
                 bar.close()

@@ -1,5 +1,6 @@
 """Ctrl-C during a long evaluate stops it promptly and leaves the model usable; two threads
 evaluating on one model at once get the same results as a sequential run."""
+import gc
 import _thread
 import threading
 import time
@@ -12,6 +13,7 @@ STOP_WITHIN_S = 1.5  # after the interrupt; the engine checks for cancellation b
 
 def test_keyboard_interrupt_cancels_evaluate(model, prompts):
     before = model.evaluate(prompts[:3], progress=False)
+    gc.collect()  # the count is process-wide: free other tests' dropped models first
     live = model.live_tensors()
     rng = np.random.default_rng(0)
     long_job = rng.integers(0, 50000, (3000, 120)).tolist()  # ~45 s of work on 2 cores

@@ -1,6 +1,7 @@
 """Reliability of the Python package under faults (issue 7; docs/reliability.md):
 a full disk while saving results, several threads evaluating on one model, Ctrl-C during an
 evaluation. The tiny model is made here by core/gptj/testdata/hf_gptj.py (HF transformers)."""
+import gc
 import _thread
 import errno
 import os
@@ -85,6 +86,7 @@ def test_threads_share_one_model(rel_model):
     the sequential one and no tensor is left behind."""
     jobs = [dict(prompts=PROMPTS, seed=s, positions=p) for s, p in [(1, "random"), (2, "last"), (3, "random"), (4, "last")]]
     want = [rel_model.evaluate(progress=False, **j) for j in jobs]
+    gc.collect()  # the count is process-wide: free other tests' dropped models first
     live = rel_model.live_tensors()
     got, errors = {}, []
     start = threading.Barrier(len(jobs))
@@ -111,6 +113,7 @@ def test_threads_share_one_model(rel_model):
 
 def test_ctrl_c_during_evaluate_keeps_model_usable(rel_model):
     before = rel_model.evaluate(PROMPTS, progress=False)
+    gc.collect()  # the count is process-wide: free other tests' dropped models first
     live = rel_model.live_tensors()
     long_job = np.random.default_rng(0).integers(0, 50000, (4000, 60)).tolist()
     timer = threading.Timer(0.3, _thread.interrupt_main)
