@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -195,6 +196,10 @@ func TestOOMDuringEvaluate(t *testing.T) {
 		}
 		return
 	}
+	// One OS thread for the warm-up and the capped call: OpenMP keeps a worker pool per calling
+	// thread, and creating a new pool under the cap fails inside libgomp (which aborts).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	s := shared(t)
 	var texts []string
 	for i := 0; i < 400; i++ {

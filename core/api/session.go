@@ -137,6 +137,20 @@ func Call(ctx context.Context, s *Session, method string, req []byte, progress f
 			return nil, inputf("the model is closed")
 		}
 	}
+	// The caller's torch thread count, applied on this OS thread: OpenMP keeps the count per
+	// thread, and GEMM results depend on it in the last bits, so without this the same request
+	// could give slightly different numbers depending on which thread serves it.
+	var th struct {
+		NumThreads int `msgpack:"num_threads"`
+	}
+	if err := decode(req, &th); err != nil {
+		return nil, err
+	}
+	if th.NumThreads > 0 && th.NumThreads != torch.NumThreads() {
+		if err := torch.SetNumThreads(th.NumThreads); err != nil {
+			return nil, &InputError{err}
+		}
+	}
 	res, err := h(s, ctx, req, progress)
 	if err != nil {
 		return nil, err

@@ -292,17 +292,28 @@ func (e *engine) evalChunk(lo, hi int) error {
 // padding stays under 10% of it, so batches hold prompts of similar length.
 func (e *engine) bucketEnd(docs []int, i int) int {
 	T := len(e.req.Prompts[docs[i]])
+	budget := e.tokenBudget(T)
 	sum := T
 	j := i + 1
 	for ; j < len(docs); j++ {
 		n := len(e.req.Prompts[docs[j]])
 		count := j - i + 1
-		if count*T > e.batchTok || float64(count*T-(sum+n)) > 0.1*float64(count*T) {
+		if count*T > budget || float64(count*T-(sum+n)) > 0.1*float64(count*T) {
 			break
 		}
 		sum += n
 	}
 	return j
+}
+
+// tokenBudget is batchTok adjusted for the attention scores of sequences of length T: batchTok
+// counts tokens of ~24·C activation values each; attention adds H·T scores per token (float32
+// scores and softmax, plus a copy in the model dtype).
+func (e *engine) tokenBudget(T int) int {
+	cfg := e.m.Cfg
+	per := float64(24 * cfg.NEmbd * e.m.DType.Size())
+	attn := float64(cfg.NHead * T * (8 + e.m.DType.Size()))
+	return max(1, int(float64(e.batchTok)*per/(per+attn)))
 }
 
 // sourceBatch runs the source forward for prompts batch and records residual rows, the source

@@ -163,7 +163,7 @@ class _Lib:
         self.lib.ss_model_free(h)
 
     def call(self, h, method: str, req: dict | None = None) -> dict:
-        body = pack(req or {})
+        body = pack(_with_threads(req))
         out, n, err = ctypes.POINTER(ctypes.c_uint8)(), ctypes.c_size_t(), ctypes.c_void_p()
         st = self.lib.ss_call(h, method.encode(), body, len(body), ctypes.byref(out), ctypes.byref(n), ctypes.byref(err))
         if st != SS_OK:
@@ -173,7 +173,7 @@ class _Lib:
     def run(self, h, method: str, req: dict, on_progress=None, poll: float = 0.05) -> dict:
         """Runs a method in a Go goroutine, polling progress. Ctrl-C (KeyboardInterrupt) cancels
         the run, waits for it to stop at the next batch boundary, and re-raises."""
-        body = pack(req)
+        body = pack(_with_threads(req))
         r, err = ctypes.c_void_p(), ctypes.c_void_p()
         st = self.lib.ss_run_start(h, method.encode(), body, len(body), ctypes.byref(r), ctypes.byref(err))
         if st != SS_OK:
@@ -203,6 +203,14 @@ class _Lib:
 
     def live_tensors(self) -> int:
         return int(self.lib.ss_live_tensors())
+
+
+def _with_threads(req: dict | None) -> dict:
+    """Adds torch's current thread count, which the Go side applies on the OS thread that serves
+    the call (results then do not depend on which thread that is)."""
+    req = dict(req or {})
+    req.setdefault("num_threads", torch.get_num_threads())
+    return req
 
 
 _lib = None

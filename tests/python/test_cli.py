@@ -51,7 +51,9 @@ def test_eval_preset_seed_matches_api(tiny_dir, model, data_file, prompts, tmp_p
     assert r.returncode == 0, r.stderr
     res = check_outputs(out)
     want = model.evaluate(prompts, seed=42, positions="random", prepend_bos=True, progress=False)
-    assert res.allclose(want, check_meta=False), "CLI results differ from model.evaluate"
+    # the CLI runs with torch's default thread count, this process with one thread: GEMM results
+    # differ in the last bits between thread counts
+    assert res.allclose(want, rtol=1e-5, atol=1e-6, check_meta=False), "CLI results differ from model.evaluate"
     assert res.meta["preset"] == "seed" and res.meta["prepend_bos"] is True and res.meta["seed"] == 42
     assert res.meta["data"] == os.path.abspath(data_file)
     # the per-layer table is printed
@@ -69,7 +71,9 @@ def test_eval_overrides_match_api(tiny_dir, model, data_file, prompts, tmp_path)
     want = model.evaluate(prompts[:4], methods=["logitlens", "simplescope"], layers=[1, 2], seed=5,
                           prepend_bos=False, progress=False)
     assert res.methods == ["logitlens", "simplescope"] and res.layers == [1, 2] and res.n_prompts == 4
-    assert res.allclose(want, check_meta=False)
+    # the CLI runs with torch's default thread count, this process with one thread: GEMM results
+    # differ in the last bits between thread counts
+    assert res.allclose(want, rtol=1e-5, atol=1e-6, check_meta=False)
 
 
 def test_eval_paper_preset_settings_apply(tiny_dir, model, tmp_path):
@@ -88,7 +92,9 @@ def test_eval_paper_preset_settings_apply(tiny_dir, model, tmp_path):
     res = check_outputs(out)
     want = model.evaluate(texts, prepend_bos=False, seed=42, positions="random", progress=False)
     assert res.meta["prepend_bos"] is False and res.meta["preset"] == "paper"
-    assert res.allclose(want, check_meta=False)
+    # the CLI runs with torch's default thread count, this process with one thread: GEMM results
+    # differ in the last bits between thread counts
+    assert res.allclose(want, rtol=1e-5, atol=1e-6, check_meta=False)
     # too small a file for the preset: one line, exit 2
     small = tmp_path / "small.jsonl"
     small.write_text('{"text": "hello world"}\n')

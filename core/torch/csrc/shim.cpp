@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/core/CachingDeviceAllocator.h>
 #include <c10/core/DeviceGuard.h>
 #include <c10/util/Exception.h>
 #include <torch/version.h>
@@ -204,8 +205,22 @@ sst_error sst_cuda_mem_info(int64_t device, int64_t *free_bytes, int64_t *total_
   check_out(free_bytes);
   check_out(total_bytes);
   at::Device dev = to_device(SST_CUDA, device);
-  // cudaMemGetInfo comes from the CUDA runtime that libtorch_cuda already loaded; looking it up
-  // at run time keeps the shim free of CUDA headers.
+  // Free memory as this process can use it: what the driver reports free plus what PyTorch's
+  // caching allocator holds reserved but unused (after one evaluation that can be most of it).
+  try {
+    c10::DeviceAllocator *alloc = c10::getDeviceAllocator(c10::DeviceType::CUDA);
+    auto idx = static_cast<c10::DeviceIndex>(device);
+    auto info = alloc->getMemoryInfo(idx);
+    auto st = alloc->getDeviceStats(idx);
+    int64_t cached = st.reserved_bytes[0].current - st.allocated_bytes[0].current;
+    *free_bytes = static_cast<int64_t>(info.first) + (cached > 0 ? cached : 0);
+    *total_bytes = static_cast<int64_t>(info.second);
+    return nullptr;
+  } catch (const std::exception &) {
+    // fall through to the CUDA runtime
+  }
+  // cudaMemGetInfo from the CUDA runtime libtorch_cuda loaded; looking it up at run time keeps
+  // the shim free of CUDA headers.
   using fn_t = int (*)(size_t *, size_t *);
   auto fn = reinterpret_cast<fn_t>(dlsym(RTLD_DEFAULT, "cudaMemGetInfo"));
   if (fn == nullptr) throw std::runtime_error("cudaMemGetInfo not found in the process");
