@@ -222,6 +222,8 @@ func Load(dir string, dtype torch.DType, dev torch.Device) (m *Model, err error)
 	if m.sincos, err = sinCosTable(cfg.NPositions, cfg.RotaryDim, dtype, dev); err != nil {
 		return m, err
 	}
+	scratch = nil
+	debug.FreeOSMemory() // hand the scratch buffer (the largest tensor's bytes) back now
 	return m, nil
 }
 
