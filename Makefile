@@ -88,9 +88,4 @@ FUZZ_TARGETS := core/weights:FuzzSafetensorsHeader core/weights:FuzzTorchZip cor
 	core/data:FuzzDecodeJSONLine core/tokenizer:FuzzEncodeDecode core/tokenizer:FuzzLoadJSON \
 	core/config:FuzzParseGPTJConfig
 fuzz-short: $(GOLIB)
-	@set -eo pipefail; for t in $(FUZZ_TARGETS); do \
-		echo "== $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
-		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*} | tail -n 3; \
-	done; \
-	echo "== FuzzCall (core/api, $(FUZZTIME_API))"; \
-	go test -run '^$$' -fuzz '^FuzzCall$$' -fuzztime $(FUZZTIME_API) ./core/api | tail -n 3
+	tools/fuzz_short.sh $(FUZZTIME) $(FUZZTIME_API) $(FUZZ_TARGETS) core/api:FuzzCall
