@@ -9,6 +9,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/simplescope/simplescope/core/data"
+	"github.com/simplescope/simplescope/core/gptj"
 	"github.com/simplescope/simplescope/core/patchscope"
 )
 
@@ -284,15 +285,11 @@ func (s *Session) evaluate(ctx context.Context, req []byte, progress func(int64,
 	}, nil
 }
 
-// isValidation reports engine validation errors (they carry no wrapped cause).
+// isValidation reports requests the engine or the model refused.
 func isValidation(err error) bool {
-	msg := err.Error()
-	for _, k := range []string{"out of range", "no prompts", "no layers", "no methods", "listed twice", "unknown", "empty", "placeholder", "positions", "exceeds", "more than the model's context"} {
-		if strings.Contains(msg, k) {
-			return true
-		}
-	}
-	return false
+	var ve *patchscope.ValidationError
+	var ge *gptj.InputError
+	return errors.As(err, &ve) || errors.As(err, &ge)
 }
 
 func parsePositions(v any, n, nLayersReq, nLayer int) (patchscope.Positions, error) {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -324,10 +325,10 @@ func (s *Session) runWithCache(_ context.Context, req []byte, _ func(int64, int6
 	}, nil
 }
 
-// asInput marks the model's validation errors (empty batch, token out of range, too long) as
-// input errors.
+// asInput marks the model's refusals (empty batch, token out of range, too long) as input errors.
 func asInput(err error) error {
-	if err != nil && strings.HasPrefix(err.Error(), "gptj: ") {
+	var ge *gptj.InputError
+	if errors.As(err, &ge) {
 		return &InputError{err}
 	}
 	return err

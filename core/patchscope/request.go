@@ -55,7 +55,21 @@ func (r *Request) positionOf(d, li, mi int, layer int) int {
 	return g.IntN(n)
 }
 
+// ValidationError is a request the engine refuses (the caller's mistake), as opposed to a
+// failure while running.
+type ValidationError struct{ Err error }
+
+func (e *ValidationError) Error() string { return e.Err.Error() }
+func (e *ValidationError) Unwrap() error { return e.Err }
+
 func (r *Request) validate(nLayer, vocab, context int) error {
+	if err := r.check(nLayer, vocab, context); err != nil {
+		return &ValidationError{err}
+	}
+	return nil
+}
+
+func (r *Request) check(nLayer, vocab, context int) error {
 	if len(r.Prompts) == 0 {
 		return fmt.Errorf("no prompts")
 	}
