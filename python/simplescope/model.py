@@ -36,7 +36,7 @@ class Model:
     def __init__(self, path: str, device: str = "cpu", dtype: str = "float32"):
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"model path must be a string or path, got {type(path).__name__}")
-        path = os.fspath(path)
+        path = os.path.expanduser(os.fspath(path))
         self._lib = _native.lib()
         self._h = self._lib.load(path, device, dtype)
         self._lock = threading.Condition()
