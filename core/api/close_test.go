@@ -50,3 +50,18 @@ func TestCloseWhileCalling(t *testing.T) {
 	}
 	s.Close() // a second Close is harmless
 }
+
+// num_threads in a request sets the process's torch thread count, so it is bounded: a huge value
+// made OpenMP abort the process on the next parallel op (found by FuzzCall).
+func TestNumThreadsBounded(t *testing.T) {
+	s := shared(t)
+	for _, n := range []int{-1, 1 << 20} {
+		_, err := Call(context.Background(), s, "config", pack(t, map[string]any{"num_threads": n}), nil)
+		if err == nil || Status(err) != StatusInput || !strings.Contains(err.Error(), "num_threads") {
+			t.Fatalf("num_threads %d: error %v (status %d), want an input error naming num_threads", n, err, Status(err))
+		}
+	}
+	if _, err := Call(context.Background(), s, "evaluate", pack(t, smallEval(1)), nil); err != nil {
+		t.Fatalf("evaluate after refused thread counts: %v", err)
+	}
+}

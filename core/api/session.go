@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -147,9 +148,16 @@ func Call(ctx context.Context, s *Session, method string, req []byte, progress f
 	if err := decode(req, &th); err != nil {
 		return nil, err
 	}
-	if th.NumThreads > 0 && th.NumThreads != torch.NumThreads() {
-		if err := torch.SetNumThreads(th.NumThreads); err != nil {
-			return nil, &InputError{err}
+	if th.NumThreads != 0 {
+		// bounded: the count is process-wide state, and OpenMP aborts the process when it cannot
+		// create the threads asked for
+		if limit := 2 * runtime.NumCPU(); th.NumThreads < 1 || th.NumThreads > limit {
+			return nil, inputf("num_threads %d out of range [1, %d]", th.NumThreads, limit)
+		}
+		if th.NumThreads != torch.NumThreads() {
+			if err := torch.SetNumThreads(th.NumThreads); err != nil {
+				return nil, &InputError{err}
+			}
 		}
 	}
 	res, err := h(s, ctx, req, progress)
