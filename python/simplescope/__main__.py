@@ -143,17 +143,8 @@ def _write_demo_model(path: str) -> None:
     torch.manual_seed(DEMO_SPEC["seed"])
     model = GPTJForCausalLM(GPTJConfig(**DEMO_SPEC["config"])).eval()
     g = torch.Generator().manual_seed(DEMO_SPEC["seed"])
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.Linear):
-                mod.weight.normal_(0.0, mod.in_features ** -0.5, generator=g)
-                if mod.bias is not None:
-                    mod.bias.normal_(0.0, 0.01, generator=g)
-            elif isinstance(mod, torch.nn.Embedding):
-                mod.weight.normal_(0.0, 1.0, generator=g)
-            elif isinstance(mod, torch.nn.LayerNorm):
-                mod.weight.copy_(1.0 + 0.01 * torch.randn(mod.weight.shape, generator=g))
-                mod.bias.normal_(0.0, 0.01, generator=g)
+    from ._randmodel import redraw_weights
+    redraw_weights(model, g, bias_std=0.01, ln_std=0.01)
     model.save_pretrained(path, safe_serialization=True)
     for name in os.listdir(TOKENIZER_DIR):
         shutil.copyfile(os.path.join(TOKENIZER_DIR, name), os.path.join(path, name))

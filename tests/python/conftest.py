@@ -1,6 +1,5 @@
 """Make the in-repo package importable (python/ on sys.path) and build the shared test fixtures:
 tiny random GPT-J models saved by HF transformers with the bundled GPT-J tokenizer."""
-import math
 import os
 import shutil
 import sys
@@ -29,17 +28,8 @@ def make_tiny_gptj(path, seed=1234, tokenizer=True, **overrides):
     torch.manual_seed(seed)
     model = GPTJForCausalLM(GPTJConfig(**cfg)).eval()
     g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.Linear):
-                mod.weight.normal_(0.0, 1.0 / math.sqrt(mod.in_features), generator=g)
-                if mod.bias is not None:
-                    mod.bias.normal_(0.0, 0.1, generator=g)
-            elif isinstance(mod, torch.nn.Embedding):
-                mod.weight.normal_(0.0, 1.0, generator=g)
-            elif isinstance(mod, torch.nn.LayerNorm):
-                mod.weight.copy_(1.0 + 0.1 * torch.randn(mod.weight.shape, generator=g))
-                mod.bias.normal_(0.0, 0.1, generator=g)
+    from simplescope._randmodel import redraw_weights
+    redraw_weights(model, g, bias_std=0.1, ln_std=0.1)
     model.save_pretrained(path, safe_serialization=True)
     if tokenizer:
         for name in os.listdir(TOKENIZER_DIR):

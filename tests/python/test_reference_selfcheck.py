@@ -13,7 +13,6 @@ output is checked against invariants computed here independently with a plain HF
 """
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -39,17 +38,8 @@ def _tiny_model(path):
                      n_positions=64, bos_token_id=0, eos_token_id=0)
     model = GPTJForCausalLM(cfg).eval()
     g = torch.Generator().manual_seed(99)
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.Linear):
-                mod.weight.normal_(0.0, 1.0 / math.sqrt(mod.in_features), generator=g)
-                if mod.bias is not None:
-                    mod.bias.normal_(0.0, 0.1, generator=g)
-            elif isinstance(mod, torch.nn.Embedding):
-                mod.weight.normal_(0.0, 1.0, generator=g)
-            elif isinstance(mod, torch.nn.LayerNorm):
-                mod.weight.copy_(1.0 + 0.1 * torch.randn(mod.weight.shape, generator=g))
-                mod.bias.normal_(0.0, 0.1, generator=g)
+    from simplescope._randmodel import redraw_weights
+    redraw_weights(model, g, bias_std=0.1, ln_std=0.1)
     model.save_pretrained(path)
     return model
 
