@@ -1,8 +1,8 @@
 """The repository stands alone and its cross-references resolve.
 
 - No tracked file reads or names a folder beside the checkout (a user's clone has none).
-- Every `docs/NAME.md` a tracked file cites exists, and every `docs/design.md §N` names a section
-  heading (`## §N ...`) that exists.
+- Every docs/ Markdown file a tracked file cites exists, and every design-notes section it cites
+  (§N) has a heading `## §N ...` there.
 """
 import os
 import re
