@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"fmt"
+	"slices"
 	"unsafe"
 )
 
@@ -44,15 +45,7 @@ func (s *Scope) Close() {
 // Keep releases ts from the scope: the caller now owns them. It returns ts[0] for chaining.
 func (s *Scope) Keep(ts ...*Tensor) *Tensor {
 	for _, t := range ts {
-		if t == nil {
-			continue
-		}
-		for i, o := range s.owned {
-			if o == t {
-				s.owned = append(s.owned[:i], s.owned[i+1:]...)
-				break
-			}
-		}
+		s.disown(t)
 	}
 	if len(ts) == 0 {
 		return nil
@@ -75,16 +68,15 @@ func (s *Scope) Own(t *Tensor, err error) *Tensor {
 // Free closes t now and forgets it (for large intermediates in long sequences).
 func (s *Scope) Free(ts ...*Tensor) {
 	for _, t := range ts {
-		if t == nil {
-			continue
-		}
-		for i, o := range s.owned {
-			if o == t {
-				s.owned = append(s.owned[:i], s.owned[i+1:]...)
-				break
-			}
-		}
-		t.Close()
+		s.disown(t)
+		t.Close() // a no-op on nil
+	}
+}
+
+// disown forgets t without closing it, if the scope owns it.
+func (s *Scope) disown(t *Tensor) {
+	if i := slices.Index(s.owned, t); i >= 0 {
+		s.owned = slices.Delete(s.owned, i, i+1)
 	}
 }
 
