@@ -8,7 +8,7 @@ import "C"
 
 import (
 	"fmt"
-	"unsafe"
+	"slices"
 )
 
 // Scope owns the tensors its ops create and records the first error. After an error every
@@ -44,15 +44,7 @@ func (s *Scope) Close() {
 // Keep releases ts from the scope: the caller now owns them. It returns ts[0] for chaining.
 func (s *Scope) Keep(ts ...*Tensor) *Tensor {
 	for _, t := range ts {
-		if t == nil {
-			continue
-		}
-		for i, o := range s.owned {
-			if o == t {
-				s.owned = append(s.owned[:i], s.owned[i+1:]...)
-				break
-			}
-		}
+		s.disown(t)
 	}
 	if len(ts) == 0 {
 		return nil
@@ -75,16 +67,15 @@ func (s *Scope) Own(t *Tensor, err error) *Tensor {
 // Free closes t now and forgets it (for large intermediates in long sequences).
 func (s *Scope) Free(ts ...*Tensor) {
 	for _, t := range ts {
-		if t == nil {
-			continue
-		}
-		for i, o := range s.owned {
-			if o == t {
-				s.owned = append(s.owned[:i], s.owned[i+1:]...)
-				break
-			}
-		}
-		t.Close()
+		s.disown(t)
+		t.Close() // a no-op on nil
+	}
+}
+
+// disown forgets t without closing it, if the scope owns it.
+func (s *Scope) disown(t *Tensor) {
+	if i := slices.Index(s.owned, t); i >= 0 {
+		s.owned = slices.Delete(s.owned, i, i+1)
 	}
 }
 
@@ -102,35 +93,71 @@ func (s *Scope) ready(op string, ts ...*Tensor) bool {
 	return true
 }
 
-func (s *Scope) result(op string, h *C.sst_tensor, e C.sst_error) *Tensor {
-	if err := check(e); err != nil {
-		s.err = fmt.Errorf("%s: %w", op, err)
+// The shim's types, named short so that an op's shim call fits on one line: a shim function that
+// makes a tensor reads input handles (cT; cIn for an array of them), writes the new handle
+// through a cOut and returns a cErr (NULL on success).
+type (
+	cT   = *C.sst_tensor
+	cIn  = **C.sst_tensor
+	cOut = **C.sst_tensor
+	cErr = C.sst_error
+)
+
+// op is the body of every op that makes one tensor. name is the op's name in errors; call makes
+// the shim call, writing the new handle through its argument; inputs are the tensors whose
+// handles (.h) call reads. The rules every op follows:
+//
+//   - Nil inputs after an error short-circuit: when the scope already has an error, or one of
+//     inputs is nil or closed (recorded as "torch name: input i is nil or closed"), call is not
+//     made and op returns nil.
+//   - The first error is recorded: a failed call records "name: torch: <ATen message>" and
+//     returns nil; Err returns it, and every later op short-circuits.
+//   - The Scope owns the result: Close frees it unless it was Kept (or Freed) first.
+//
+// A tensor the shim accepts as NULL (an optional bias or mask) is passed as t.handle() and left
+// out of inputs.
+func (s *Scope) op(name string, call func(out cOut) cErr, inputs ...*Tensor) *Tensor {
+	if !s.ready(name, inputs...) {
 		return nil
 	}
-	t := wrap(h)
+	var out *C.sst_tensor
+	if err := check(call(&out)); err != nil {
+		s.err = fmt.Errorf("%s: %w", name, err)
+		return nil
+	}
+	t := wrap(out)
 	s.owned = append(s.owned, t)
 	return t
 }
 
-func (s *Scope) unary(op string, f func(*C.sst_tensor, **C.sst_tensor) C.sst_error, a *Tensor) *Tensor {
-	if !s.ready(op, a) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := f(a.h, &out)
-	return s.result(op, out, e)
+// unary and binary are op for a shim function of one or two tensors and nothing else, given as
+// its adapter in cOps (a Go function value cannot name a C function).
+func (s *Scope) unary(name string, f func(a cT, o cOut) cErr, a *Tensor) *Tensor {
+	return s.op(name, func(o cOut) cErr { return f(a.h, o) }, a)
 }
 
-func (s *Scope) binary(op string, f func(*C.sst_tensor, *C.sst_tensor, **C.sst_tensor) C.sst_error, a, b *Tensor) *Tensor {
-	if !s.ready(op, a, b) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := f(a.h, b.h, &out)
-	return s.result(op, out, e)
+func (s *Scope) binary(name string, f func(a, b cT, o cOut) cErr, a, b *Tensor) *Tensor {
+	return s.op(name, func(o cOut) cErr { return f(a.h, b.h, o) }, a, b)
 }
 
-// FromSlice is FromSlice owned by the scope.
+// listOp is op for a shim function that reads an array of tensors (cat, stack): it refuses an
+// empty ts and passes call the n handles of ts.
+func (s *Scope) listOp(name string, ts []*Tensor, call func(hs cIn, n C.int64_t, out cOut) cErr) *Tensor {
+	if s.err == nil && len(ts) == 0 {
+		s.Fail(fmt.Errorf("%s: no tensors", name))
+		return nil
+	}
+	return s.op(name, func(o cOut) cErr {
+		// The handle array holds C pointers only, so passing this Go memory to C is allowed.
+		hs := make([]*C.sst_tensor, len(ts))
+		for i, t := range ts {
+			hs[i] = t.h
+		}
+		return call(&hs[0], C.int64_t(len(hs)), o)
+	}, ts...)
+}
+
+// ScopeFromSlice is FromSlice owned by the scope.
 func ScopeFromSlice[T Element](s *Scope, data []T, shape []int64, dst DType, dev Device) *Tensor {
 	if s.err != nil {
 		return nil
@@ -148,50 +175,41 @@ func (s *Scope) FromBytes(data []byte, src DType, shape []int64, dst DType, dev 
 
 // Zeros makes a zero tensor.
 func (s *Scope) Zeros(shape []int64, dt DType, dev Device) *Tensor {
-	if !s.ready("zeros") {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_zeros(shapePtr(shape), C.int64_t(len(shape)), C.int(dt), C.int(dev.Type), C.int64_t(dev.Index), &out)
-	return s.result("zeros", out, e)
+	return s.op("zeros", func(o cOut) cErr {
+		return C.sst_zeros(shapePtr(shape), C.int64_t(len(shape)), C.int(dt), C.int(dev.Type), C.int64_t(dev.Index), o)
+	})
 }
 
 // Full makes a tensor filled with v.
 func (s *Scope) Full(shape []int64, v float64, dt DType, dev Device) *Tensor {
-	if !s.ready("full") {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_full(shapePtr(shape), C.int64_t(len(shape)), C.double(v), C.int(dt), C.int(dev.Type), C.int64_t(dev.Index), &out)
-	return s.result("full", out, e)
+	return s.op("full", func(o cOut) cErr {
+		return C.sst_full(shapePtr(shape), C.int64_t(len(shape)), C.double(v), C.int(dt), C.int(dev.Type), C.int64_t(dev.Index), o)
+	})
 }
 
 // Arange is [start, end) as a 1-D tensor.
 func (s *Scope) Arange(start, end int64, dt DType, dev Device) *Tensor {
-	if !s.ready("arange") {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_arange(C.int64_t(start), C.int64_t(end), C.int(dt), C.int(dev.Type), C.int64_t(dev.Index), &out)
-	return s.result("arange", out, e)
+	return s.op("arange", func(o cOut) cErr {
+		return C.sst_arange(C.int64_t(start), C.int64_t(end), C.int(dt), C.int(dev.Type), C.int64_t(dev.Index), o)
+	})
 }
 
 // To converts dtype and/or device.
 func (s *Scope) To(t *Tensor, dt DType, dev Device) *Tensor {
-	if !s.ready("to", t) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_to(t.h, C.int(dt), C.int(dev.Type), C.int64_t(dev.Index), &out)
-	return s.result("to", out, e)
+	return s.op("to", func(o cOut) cErr {
+		return C.sst_to(t.h, C.int(dt), C.int(dev.Type), C.int64_t(dev.Index), o)
+	}, t)
 }
+
+// Ops of one or two tensors and nothing else: a line here plus the shim function's adapter in
+// cOps.
 
 func (s *Scope) Clone(t *Tensor) *Tensor      { return s.unary("clone", cClone, t) }
 func (s *Scope) Contiguous(t *Tensor) *Tensor { return s.unary("contiguous", cContiguous, t) }
 func (s *Scope) Neg(t *Tensor) *Tensor        { return s.unary("neg", cNeg, t) }
 func (s *Scope) Sin(t *Tensor) *Tensor        { return s.unary("sin", cSin, t) }
 func (s *Scope) Cos(t *Tensor) *Tensor        { return s.unary("cos", cCos, t) }
-func (s *Scope) GeluTanh(t *Tensor) *Tensor   { return s.unary("gelu_tanh", cGelu, t) }
+func (s *Scope) GeluTanh(t *Tensor) *Tensor   { return s.unary("gelu_tanh", cGeluTanh, t) }
 func (s *Scope) Add(a, b *Tensor) *Tensor     { return s.binary("add", cAdd, a, b) }
 func (s *Scope) Sub(a, b *Tensor) *Tensor     { return s.binary("sub", cSub, a, b) }
 func (s *Scope) Mul(a, b *Tensor) *Tensor     { return s.binary("mul", cMul, a, b) }
@@ -204,226 +222,155 @@ func (s *Scope) Embedding(weight, ids *Tensor) *Tensor {
 	return s.binary("embedding", cEmbedding, weight, ids)
 }
 
+// cOps: the adapters of the shim functions that unary and binary call.
+var (
+	cClone      = func(a cT, o cOut) cErr { return C.sst_clone(a, o) }
+	cContiguous = func(a cT, o cOut) cErr { return C.sst_contiguous(a, o) }
+	cNeg        = func(a cT, o cOut) cErr { return C.sst_neg(a, o) }
+	cSin        = func(a cT, o cOut) cErr { return C.sst_sin(a, o) }
+	cCos        = func(a cT, o cOut) cErr { return C.sst_cos(a, o) }
+	cGeluTanh   = func(a cT, o cOut) cErr { return C.sst_gelu_tanh(a, o) }
+	cAdd        = func(a, b cT, o cOut) cErr { return C.sst_add(a, b, o) }
+	cSub        = func(a, b cT, o cOut) cErr { return C.sst_sub(a, b, o) }
+	cMul        = func(a, b cT, o cOut) cErr { return C.sst_mul(a, b, o) }
+	cDiv        = func(a, b cT, o cOut) cErr { return C.sst_div(a, b, o) }
+	cEq         = func(a, b cT, o cOut) cErr { return C.sst_eq(a, b, o) }
+	cMatmul     = func(a, b cT, o cOut) cErr { return C.sst_matmul(a, b, o) }
+	cEmbedding  = func(a, b cT, o cOut) cErr { return C.sst_embedding(a, b, o) }
+)
+
 // AddScalar is a + v.
 func (s *Scope) AddScalar(a *Tensor, v float64) *Tensor {
-	if !s.ready("add_scalar", a) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_add_scalar(a.h, C.double(v), &out) // call before reading out (operand order is unspecified)
-	return s.result("add_scalar", out, e)
+	return s.op("add_scalar", func(o cOut) cErr { return C.sst_add_scalar(a.h, C.double(v), o) }, a)
 }
 
 // MulScalar is a * v.
 func (s *Scope) MulScalar(a *Tensor, v float64) *Tensor {
-	if !s.ready("mul_scalar", a) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_mul_scalar(a.h, C.double(v), &out) // call before reading out (operand order is unspecified)
-	return s.result("mul_scalar", out, e)
+	return s.op("mul_scalar", func(o cOut) cErr { return C.sst_mul_scalar(a.h, C.double(v), o) }, a)
 }
 
 // Reshape returns a tensor of the given shape (-1 infers one dimension).
 func (s *Scope) Reshape(t *Tensor, shape ...int64) *Tensor {
-	if !s.ready("reshape", t) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_reshape(t.h, shapePtr(shape), C.int64_t(len(shape)), &out) // call before reading out (operand order is unspecified)
-	return s.result("reshape", out, e)
+	return s.op("reshape", func(o cOut) cErr {
+		return C.sst_reshape(t.h, shapePtr(shape), C.int64_t(len(shape)), o)
+	}, t)
 }
 
 // Permute reorders dimensions.
 func (s *Scope) Permute(t *Tensor, dims ...int64) *Tensor {
-	if !s.ready("permute", t) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_permute(t.h, shapePtr(dims), C.int64_t(len(dims)), &out) // call before reading out (operand order is unspecified)
-	return s.result("permute", out, e)
+	return s.op("permute", func(o cOut) cErr {
+		return C.sst_permute(t.h, shapePtr(dims), C.int64_t(len(dims)), o)
+	}, t)
 }
 
 // Expand broadcasts to shape (-1 keeps a dimension).
 func (s *Scope) Expand(t *Tensor, shape ...int64) *Tensor {
-	if !s.ready("expand", t) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_expand(t.h, shapePtr(shape), C.int64_t(len(shape)), &out) // call before reading out (operand order is unspecified)
-	return s.result("expand", out, e)
+	return s.op("expand", func(o cOut) cErr {
+		return C.sst_expand(t.h, shapePtr(shape), C.int64_t(len(shape)), o)
+	}, t)
 }
 
 // Transpose swaps two dimensions.
 func (s *Scope) Transpose(t *Tensor, d0, d1 int64) *Tensor {
-	if !s.ready("transpose", t) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_transpose(t.h, C.int64_t(d0), C.int64_t(d1), &out) // call before reading out (operand order is unspecified)
-	return s.result("transpose", out, e)
+	return s.op("transpose", func(o cOut) cErr {
+		return C.sst_transpose(t.h, C.int64_t(d0), C.int64_t(d1), o)
+	}, t)
 }
 
 // Narrow is t[..., start:start+length, ...] along dim (a view).
 func (s *Scope) Narrow(t *Tensor, dim, start, length int64) *Tensor {
-	if !s.ready("narrow", t) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_narrow(t.h, C.int64_t(dim), C.int64_t(start), C.int64_t(length), &out) // call before reading out (operand order is unspecified)
-	return s.result("narrow", out, e)
+	return s.op("narrow", func(o cOut) cErr {
+		return C.sst_narrow(t.h, C.int64_t(dim), C.int64_t(start), C.int64_t(length), o)
+	}, t)
 }
 
 // Select is t[..., index, ...] along dim, removing that dimension.
 func (s *Scope) Select(t *Tensor, dim, index int64) *Tensor {
-	if !s.ready("select", t) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_select(t.h, C.int64_t(dim), C.int64_t(index), &out) // call before reading out (operand order is unspecified)
-	return s.result("select", out, e)
+	return s.op("select", func(o cOut) cErr {
+		return C.sst_select(t.h, C.int64_t(dim), C.int64_t(index), o)
+	}, t)
 }
 
 // Unsqueeze inserts a dimension of size 1.
 func (s *Scope) Unsqueeze(t *Tensor, dim int64) *Tensor {
-	if !s.ready("unsqueeze", t) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_unsqueeze(t.h, C.int64_t(dim), &out) // call before reading out (operand order is unspecified)
-	return s.result("unsqueeze", out, e)
-}
-
-func handles(ts []*Tensor) []*C.sst_tensor {
-	hs := make([]*C.sst_tensor, len(ts))
-	for i, t := range ts {
-		hs[i] = t.h
-	}
-	return hs
+	return s.op("unsqueeze", func(o cOut) cErr { return C.sst_unsqueeze(t.h, C.int64_t(dim), o) }, t)
 }
 
 // Cat concatenates along dim.
 func (s *Scope) Cat(ts []*Tensor, dim int64) *Tensor {
-	if !s.ready("cat", ts...) {
-		return nil
-	}
-	if len(ts) == 0 {
-		s.Fail(fmt.Errorf("cat: no tensors"))
-		return nil
-	}
-	hs := handles(ts)
-	// The handle array holds C pointers only, so passing Go memory is allowed.
-	var out *C.sst_tensor
-	e := C.sst_cat((**C.sst_tensor)(unsafe.Pointer(&hs[0])), C.int64_t(len(hs)), C.int64_t(dim), &out) // call before reading out (operand order is unspecified)
-	return s.result("cat", out, e)
+	return s.listOp("cat", ts, func(hs cIn, n C.int64_t, o cOut) cErr {
+		return C.sst_cat(hs, n, C.int64_t(dim), o)
+	})
 }
 
 // Stack stacks along a new dim.
 func (s *Scope) Stack(ts []*Tensor, dim int64) *Tensor {
-	if !s.ready("stack", ts...) {
-		return nil
-	}
-	if len(ts) == 0 {
-		s.Fail(fmt.Errorf("stack: no tensors"))
-		return nil
-	}
-	hs := handles(ts)
-	var out *C.sst_tensor
-	e := C.sst_stack((**C.sst_tensor)(unsafe.Pointer(&hs[0])), C.int64_t(len(hs)), C.int64_t(dim), &out) // call before reading out (operand order is unspecified)
-	return s.result("stack", out, e)
+	return s.listOp("stack", ts, func(hs cIn, n C.int64_t, o cOut) cErr {
+		return C.sst_stack(hs, n, C.int64_t(dim), o)
+	})
 }
 
 // IndexSelect picks entries index (int64, 1-D) along dim.
 func (s *Scope) IndexSelect(t *Tensor, dim int64, index *Tensor) *Tensor {
-	if !s.ready("index_select", t, index) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_index_select(t.h, C.int64_t(dim), index.h, &out) // call before reading out (operand order is unspecified)
-	return s.result("index_select", out, e)
+	return s.op("index_select", func(o cOut) cErr {
+		return C.sst_index_select(t.h, C.int64_t(dim), index.h, o)
+	}, t, index)
 }
 
 // IndexCopy returns a copy of t with t[index[i]] along dim replaced by src[i].
 func (s *Scope) IndexCopy(t *Tensor, dim int64, index, src *Tensor) *Tensor {
-	if !s.ready("index_copy", t, index, src) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_index_copy(t.h, C.int64_t(dim), index.h, src.h, &out) // call before reading out (operand order is unspecified)
-	return s.result("index_copy", out, e)
+	return s.op("index_copy", func(o cOut) cErr {
+		return C.sst_index_copy(t.h, C.int64_t(dim), index.h, src.h, o)
+	}, t, index, src)
 }
 
 // Gather is torch.gather.
 func (s *Scope) Gather(t *Tensor, dim int64, index *Tensor) *Tensor {
-	if !s.ready("gather", t, index) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_gather(t.h, C.int64_t(dim), index.h, &out) // call before reading out (operand order is unspecified)
-	return s.result("gather", out, e)
+	return s.op("gather", func(o cOut) cErr {
+		return C.sst_gather(t.h, C.int64_t(dim), index.h, o)
+	}, t, index)
 }
 
 // MaskedFill sets entries where mask is true to v.
 func (s *Scope) MaskedFill(t, mask *Tensor, v float64) *Tensor {
-	if !s.ready("masked_fill", t, mask) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_masked_fill(t.h, mask.h, C.double(v), &out) // call before reading out (operand order is unspecified)
-	return s.result("masked_fill", out, e)
+	return s.op("masked_fill", func(o cOut) cErr {
+		return C.sst_masked_fill(t.h, mask.h, C.double(v), o)
+	}, t, mask)
 }
 
 // Where is cond ? a : b.
 func (s *Scope) Where(cond, a, b *Tensor) *Tensor {
-	if !s.ready("where", cond, a, b) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_where(cond.h, a.h, b.h, &out) // call before reading out (operand order is unspecified)
-	return s.result("where", out, e)
+	return s.op("where", func(o cOut) cErr { return C.sst_where(cond.h, a.h, b.h, o) }, cond, a, b)
 }
 
 // Softmax along dim.
 func (s *Scope) Softmax(t *Tensor, dim int64) *Tensor {
-	if !s.ready("softmax", t) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_softmax(t.h, C.int64_t(dim), &out) // call before reading out (operand order is unspecified)
-	return s.result("softmax", out, e)
+	return s.op("softmax", func(o cOut) cErr { return C.sst_softmax(t.h, C.int64_t(dim), o) }, t)
 }
 
 // LogSoftmax along dim.
 func (s *Scope) LogSoftmax(t *Tensor, dim int64) *Tensor {
-	if !s.ready("log_softmax", t) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_log_softmax(t.h, C.int64_t(dim), &out) // call before reading out (operand order is unspecified)
-	return s.result("log_softmax", out, e)
+	return s.op("log_softmax", func(o cOut) cErr {
+		return C.sst_log_softmax(t.h, C.int64_t(dim), o)
+	}, t)
 }
 
 // Argmax along dim (first maximal index).
 func (s *Scope) Argmax(t *Tensor, dim int64, keepdim bool) *Tensor {
-	if !s.ready("argmax", t) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_argmax(t.h, C.int64_t(dim), cbool(keepdim), &out) // call before reading out (operand order is unspecified)
-	return s.result("argmax", out, e)
+	return s.op("argmax", func(o cOut) cErr {
+		return C.sst_argmax(t.h, C.int64_t(dim), cbool(keepdim), o)
+	}, t)
 }
 
 // Sum along dim.
 func (s *Scope) Sum(t *Tensor, dim int64, keepdim bool) *Tensor {
-	if !s.ready("sum", t) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_sum(t.h, C.int64_t(dim), cbool(keepdim), &out) // call before reading out (operand order is unspecified)
-	return s.result("sum", out, e)
+	return s.op("sum", func(o cOut) cErr {
+		return C.sst_sum(t.h, C.int64_t(dim), cbool(keepdim), o)
+	}, t)
 }
 
-// TopK returns the k largest values and their indices along dim.
+// TopK returns the k largest values and their indices along dim. It makes two tensors, so it is
+// written out rather than built on op, under the same rules.
 func (s *Scope) TopK(t *Tensor, k, dim int64) (values, indices *Tensor) {
 	if !s.ready("topk", t) {
 		return nil, nil
@@ -440,54 +387,35 @@ func (s *Scope) TopK(t *Tensor, k, dim int64) (values, indices *Tensor) {
 
 // Linear is x @ w.T + bias (bias may be nil).
 func (s *Scope) Linear(x, w, bias *Tensor) *Tensor {
-	if !s.ready("linear", x, w) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_linear(x.h, w.h, bias.handle(), &out) // call before reading out (operand order is unspecified)
-	return s.result("linear", out, e)
+	return s.op("linear", func(o cOut) cErr { return C.sst_linear(x.h, w.h, bias.handle(), o) }, x, w)
 }
 
 // LayerNorm over the last dimension.
 func (s *Scope) LayerNorm(x, w, b *Tensor, eps float64) *Tensor {
-	if !s.ready("layer_norm", x) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_layer_norm(x.h, w.handle(), b.handle(), C.double(eps), &out) // call before reading out (operand order is unspecified)
-	return s.result("layer_norm", out, e)
+	return s.op("layer_norm", func(o cOut) cErr {
+		return C.sst_layer_norm(x.h, w.handle(), b.handle(), C.double(eps), o)
+	}, x)
 }
 
 // RotaryGPTJ applies GPT-J's interleaved rotary embedding to the first rot dims of the last axis.
 func (s *Scope) RotaryGPTJ(x, sin, cos *Tensor, rot int64) *Tensor {
-	if !s.ready("rotary_gptj", x, sin, cos) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_rotary_gptj(x.h, sin.h, cos.h, C.int64_t(rot), &out) // call before reading out (operand order is unspecified)
-	return s.result("rotary_gptj", out, e)
+	return s.op("rotary_gptj", func(o cOut) cErr {
+		return C.sst_rotary_gptj(x.h, sin.h, cos.h, C.int64_t(rot), o)
+	}, x, sin, cos)
 }
 
 // CausalMask turns valid (B, T) into the (B, 1, T, T) boolean attention mask: key j is visible
 // to query i when j <= i and key j is valid. Built on the tensor's device.
 func (s *Scope) CausalMask(valid *Tensor) *Tensor {
-	if !s.ready("causal_mask", valid) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_causal_mask(valid.h, &out)
-	return s.result("causal_mask", out, e)
+	return s.op("causal_mask", func(o cOut) cErr { return C.sst_causal_mask(valid.h, o) }, valid)
 }
 
 // Attention: q (B, H, Tq, D), k/v (B, H, Tk, D), mask bool broadcastable to (B, H, Tq, Tk) with
 // true = may attend, or nil. Scores in float32; output in v's dtype.
 func (s *Scope) Attention(q, k, v, mask *Tensor) *Tensor {
-	if !s.ready("attention", q, k, v) {
-		return nil
-	}
-	var out *C.sst_tensor
-	e := C.sst_attention(q.h, k.h, v.h, mask.handle(), &out) // call before reading out (operand order is unspecified)
-	return s.result("attention", out, e)
+	return s.op("attention", func(o cOut) cErr {
+		return C.sst_attention(q.h, k.h, v.h, mask.handle(), o)
+	}, q, k, v)
 }
 
 func cbool(b bool) C.int {
@@ -496,20 +424,3 @@ func cbool(b bool) C.int {
 	}
 	return 0
 }
-
-// C function values for the generic helpers.
-var (
-	cClone      = func(a *C.sst_tensor, o **C.sst_tensor) C.sst_error { return C.sst_clone(a, o) }
-	cContiguous = func(a *C.sst_tensor, o **C.sst_tensor) C.sst_error { return C.sst_contiguous(a, o) }
-	cNeg        = func(a *C.sst_tensor, o **C.sst_tensor) C.sst_error { return C.sst_neg(a, o) }
-	cSin        = func(a *C.sst_tensor, o **C.sst_tensor) C.sst_error { return C.sst_sin(a, o) }
-	cCos        = func(a *C.sst_tensor, o **C.sst_tensor) C.sst_error { return C.sst_cos(a, o) }
-	cGelu       = func(a *C.sst_tensor, o **C.sst_tensor) C.sst_error { return C.sst_gelu_tanh(a, o) }
-	cAdd        = func(a, b *C.sst_tensor, o **C.sst_tensor) C.sst_error { return C.sst_add(a, b, o) }
-	cSub        = func(a, b *C.sst_tensor, o **C.sst_tensor) C.sst_error { return C.sst_sub(a, b, o) }
-	cMul        = func(a, b *C.sst_tensor, o **C.sst_tensor) C.sst_error { return C.sst_mul(a, b, o) }
-	cDiv        = func(a, b *C.sst_tensor, o **C.sst_tensor) C.sst_error { return C.sst_div(a, b, o) }
-	cEq         = func(a, b *C.sst_tensor, o **C.sst_tensor) C.sst_error { return C.sst_eq(a, b, o) }
-	cMatmul     = func(a, b *C.sst_tensor, o **C.sst_tensor) C.sst_error { return C.sst_matmul(a, b, o) }
-	cEmbedding  = func(a, b *C.sst_tensor, o **C.sst_tensor) C.sst_error { return C.sst_embedding(a, b, o) }
-)

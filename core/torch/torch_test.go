@@ -367,3 +367,54 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("CUDADeviceCount() = %d, %v", n, err)
 	}
 }
+
+// The rules every Scope op follows (scope.go, op): the scope owns results, nil or closed inputs
+// and errors short-circuit, and the first error is the one kept, as "op: torch: <ATen message>".
+func TestScopeRules(t *testing.T) {
+	before := LiveTensors()
+	s := NewScope()
+	x := s.Arange(0, 6, Float32, CPU)
+	y := s.Reshape(x, 2, 3)
+	v, i := s.TopK(y, 1, 1)
+	c := s.Cat([]*Tensor{y, y}, 0)
+	l := s.Linear(y, s.Zeros([]int64{4, 3}, Float32, CPU), nil) // a nil optional input is fine
+	if err := s.Err(); err != nil || v == nil || i == nil || c == nil || l == nil {
+		t.Fatalf("ops failed: %v", err)
+	}
+	kept := s.Keep(s.Neg(y))
+	s.Free(c, nil)
+	s.Close()
+	if n := LiveTensors() - before; n != 1 {
+		t.Fatalf("%d tensors alive after Close, want the kept one", n)
+	}
+	kept.Close()
+
+	var closed *Tensor
+	for _, tc := range []struct {
+		name string
+		run  func(s *Scope) *Tensor
+		want string
+	}{
+		{"nil input", func(s *Scope) *Tensor { return s.Reshape(closed, 2) }, "torch reshape: input 0 is nil or closed"},
+		{"closed input", func(s *Scope) *Tensor {
+			a := s.Zeros([]int64{2}, Float32, CPU)
+			s.Free(a)
+			return s.Add(s.Zeros([]int64{2}, Float32, CPU), a)
+		}, "torch add: input 1 is nil or closed"},
+		{"no tensors", func(s *Scope) *Tensor { return s.Stack(nil, 0) }, "stack: no tensors"},
+		{"shim error", func(s *Scope) *Tensor { return s.Reshape(s.Zeros([]int64{2, 3}, Float32, CPU), 4) }, "reshape: torch: "},
+	} {
+		s := NewScope()
+		if got := tc.run(s); got != nil || s.Err() == nil || !strings.HasPrefix(s.Err().Error(), tc.want) {
+			t.Errorf("%s: got %v, error %v; want nil and an error starting %q", tc.name, got, s.Err(), tc.want)
+		}
+		first := s.Err()
+		if got := s.Transpose(s.Zeros([]int64{2}, Float32, CPU), 5, 6); got != nil || s.Err() != first {
+			t.Errorf("%s: an op after the error ran or replaced the first error with %v", tc.name, s.Err())
+		}
+		s.Close()
+	}
+	if n := LiveTensors() - before; n != 0 {
+		t.Fatalf("%d tensors leaked", n)
+	}
+}
