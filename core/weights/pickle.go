@@ -39,6 +39,101 @@ func (d *pyDict) get(key string) (any, bool) {
 	return nil, false
 }
 
+// Pickle opcodes, named and grouped as in CPython's pickletools opcode table (the protocol that
+// introduced one is noted where it is above 1). Only the opcodes this reader handles are named;
+// the rest are refused.
+const (
+	// Ways to spell integers.
+	opBININT  = 'J'
+	opBININT1 = 'K'
+	opBININT2 = 'M'
+	opLONG1   = 0x8a // protocol 2
+	opLONG4   = 0x8b // protocol 2
+
+	// Ways to spell strings (8-bit, not Unicode).
+	opBINSTRING       = 'T'
+	opSHORT_BINSTRING = 'U'
+
+	// Bytes (protocol 3 and higher) and bytearray (protocol 5 and higher).
+	opBINBYTES       = 'B'
+	opSHORT_BINBYTES = 'C'
+	opBINBYTES8      = 0x8e // protocol 4
+	opBYTEARRAY8     = 0x96 // protocol 5
+
+	// Ways to spell None and bools.
+	opNONE     = 'N'
+	opNEWTRUE  = 0x88 // protocol 2
+	opNEWFALSE = 0x89 // protocol 2
+
+	// Ways to spell Unicode strings.
+	opSHORT_BINUNICODE = 0x8c // protocol 4
+	opBINUNICODE       = 'X'
+	opBINUNICODE8      = 0x8d // protocol 4
+
+	// Ways to spell floats.
+	opBINFLOAT = 'G'
+
+	// Ways to build lists.
+	opEMPTY_LIST = ']'
+	opAPPEND     = 'a'
+	opAPPENDS    = 'e'
+	opLIST       = 'l'
+
+	// Ways to build tuples.
+	opEMPTY_TUPLE = ')'
+	opTUPLE       = 't'
+	opTUPLE1      = 0x85 // protocol 2
+	opTUPLE2      = 0x86 // protocol 2
+	opTUPLE3      = 0x87 // protocol 2
+
+	// Ways to build dicts.
+	opEMPTY_DICT = '}'
+	opDICT       = 'd'
+	opSETITEM    = 's'
+	opSETITEMS   = 'u'
+
+	// Ways to build sets and frozensets (protocol 4).
+	opEMPTY_SET = 0x8f
+	opADDITEMS  = 0x90
+	opFROZENSET = 0x91
+
+	// Stack manipulation.
+	opPOP      = '0'
+	opDUP      = '2'
+	opMARK     = '('
+	opPOP_MARK = '1'
+
+	// Memo manipulation.
+	opGET         = 'g'
+	opBINGET      = 'h'
+	opLONG_BINGET = 'j'
+	opPUT         = 'p'
+	opBINPUT      = 'q'
+	opLONG_BINPUT = 'r'
+	opMEMOIZE     = 0x94 // protocol 4
+
+	// Push a class object, or module function, on the stack, via its module and name.
+	opGLOBAL       = 'c'
+	opSTACK_GLOBAL = 0x93 // protocol 4
+
+	// Ways to build objects of classes pickle doesn't know about directly.
+	opREDUCE    = 'R'
+	opBUILD     = 'b'
+	opNEWOBJ    = 0x81 // protocol 2
+	opNEWOBJ_EX = 0x92 // protocol 4
+
+	// Machine control.
+	opPROTO = 0x80 // protocol 2
+	opSTOP  = '.'
+
+	// Framing support.
+	opFRAME = 0x95 // protocol 4
+
+	// Ways to deal with persistent IDs.
+	opPERSID    = 'P'
+	opBINPERSID = 'Q'
+)
+
 type unpickler struct {
 	data    []byte
 	pos     int
@@ -211,55 +306,55 @@ var errStop = fmt.Errorf("stop")
 
 func (u *unpickler) step(op byte) error {
 	switch op {
-	case 0x80: // PROTO
+	case opPROTO:
 		_, err := u.read(1)
 		return err
-	case 0x95: // FRAME
+	case opFRAME:
 		_, err := u.read(8)
 		return err
-	case '.': // STOP
+	case opSTOP:
 		return errStop
-	case '(': // MARK
+	case opMARK:
 		u.marks = append(u.marks, len(u.stack))
-	case '0': // POP
+	case opPOP:
 		_, err := u.pop()
 		return err
-	case '1': // POP_MARK
+	case opPOP_MARK:
 		_, err := u.popMark()
 		return err
-	case '2': // DUP
+	case opDUP:
 		v, err := u.top()
 		if err != nil {
 			return err
 		}
 		u.push(v)
-	case 'N':
+	case opNONE:
 		u.push(nil)
-	case 0x88:
+	case opNEWTRUE:
 		u.push(true)
-	case 0x89:
+	case opNEWFALSE:
 		u.push(false)
-	case 'J': // BININT
+	case opBININT:
 		v, err := u.readUint(4)
 		if err != nil {
 			return err
 		}
 		u.push(int64(int32(uint32(v))))
-	case 'K': // BININT1
+	case opBININT1:
 		v, err := u.readUint(1)
 		if err != nil {
 			return err
 		}
 		u.push(int64(v))
-	case 'M': // BININT2
+	case opBININT2:
 		v, err := u.readUint(2)
 		if err != nil {
 			return err
 		}
 		u.push(int64(v))
-	case 0x8a, 0x8b: // LONG1, LONG4
+	case opLONG1, opLONG4:
 		size := 1
-		if op == 0x8b {
+		if op == opLONG4 {
 			size = 4
 		}
 		n, err := u.readUint(size)
@@ -275,55 +370,55 @@ func (u *unpickler) step(op byte) error {
 			return fmt.Errorf("corrupt pickle at offset %d: %w", u.pos, err)
 		}
 		u.push(v)
-	case 'G': // BINFLOAT
+	case opBINFLOAT:
 		b, err := u.read(8)
 		if err != nil {
 			return err
 		}
 		u.push(math.Float64frombits(binary.BigEndian.Uint64(b)))
-	case 'X', 0x8c, 0x8d, 'T', 'U': // BINUNICODE, SHORT_BINUNICODE, BINUNICODE8, BINSTRING, SHORT_BINSTRING
+	case opBINUNICODE, opSHORT_BINUNICODE, opBINUNICODE8, opBINSTRING, opSHORT_BINSTRING:
 		b, err := u.readSized(op)
 		if err != nil {
 			return err
 		}
 		u.push(string(b))
-	case 'B', 'C', 0x8e, 0x96: // BINBYTES, SHORT_BINBYTES, BINBYTES8, BYTEARRAY8
+	case opBINBYTES, opSHORT_BINBYTES, opBINBYTES8, opBYTEARRAY8:
 		b, err := u.readSized(op)
 		if err != nil {
 			return err
 		}
 		u.push(b)
-	case ')':
+	case opEMPTY_TUPLE:
 		u.push(pyTuple{})
-	case 't':
+	case opTUPLE:
 		items, err := u.popMark()
 		if err != nil {
 			return err
 		}
 		u.push(pyTuple(items))
-	case 0x85, 0x86, 0x87: // TUPLE1..3
-		items, err := u.popN(int(op-0x85) + 1)
+	case opTUPLE1, opTUPLE2, opTUPLE3:
+		items, err := u.popN(int(op-opTUPLE1) + 1)
 		if err != nil {
 			return err
 		}
 		u.push(pyTuple(items))
-	case ']':
+	case opEMPTY_LIST:
 		u.push(&pyList{})
-	case 'l':
+	case opLIST:
 		items, err := u.popMark()
 		if err != nil {
 			return err
 		}
 		u.push(&pyList{items: items})
-	case 0x8f: // EMPTY_SET
+	case opEMPTY_SET:
 		u.push(&pyList{})
-	case 0x91: // FROZENSET
+	case opFROZENSET:
 		items, err := u.popMark()
 		if err != nil {
 			return err
 		}
 		u.push(&pyList{items: items})
-	case 'a': // APPEND
+	case opAPPEND:
 		v, err := u.pop()
 		if err != nil {
 			return err
@@ -333,7 +428,7 @@ func (u *unpickler) step(op byte) error {
 			return err
 		}
 		return appendItems(l, []any{v}, u.pos)
-	case 'e', 0x90: // APPENDS, ADDITEMS
+	case opAPPENDS, opADDITEMS:
 		items, err := u.popMark()
 		if err != nil {
 			return err
@@ -343,9 +438,9 @@ func (u *unpickler) step(op byte) error {
 			return err
 		}
 		return appendItems(l, items, u.pos)
-	case '}':
+	case opEMPTY_DICT:
 		u.push(&pyDict{})
-	case 'd':
+	case opDICT:
 		items, err := u.popMark()
 		if err != nil {
 			return err
@@ -355,7 +450,7 @@ func (u *unpickler) step(op byte) error {
 			return err
 		}
 		u.push(d)
-	case 's': // SETITEM
+	case opSETITEM:
 		items, err := u.popN(2)
 		if err != nil {
 			return err
@@ -365,7 +460,7 @@ func (u *unpickler) step(op byte) error {
 			return err
 		}
 		return setItems(d, items, u.pos)
-	case 'u': // SETITEMS
+	case opSETITEMS:
 		items, err := u.popMark()
 		if err != nil {
 			return err
@@ -375,7 +470,7 @@ func (u *unpickler) step(op byte) error {
 			return err
 		}
 		return setItems(d, items, u.pos)
-	case 'c': // GLOBAL
+	case opGLOBAL:
 		mod, err := u.readLine()
 		if err != nil {
 			return err
@@ -385,7 +480,7 @@ func (u *unpickler) step(op byte) error {
 			return err
 		}
 		u.push(pyGlobal{mod, name})
-	case 0x93: // STACK_GLOBAL
+	case opSTACK_GLOBAL:
 		items, err := u.popN(2)
 		if err != nil {
 			return err
@@ -396,7 +491,7 @@ func (u *unpickler) step(op byte) error {
 			return fmt.Errorf("corrupt pickle: STACK_GLOBAL needs two strings at offset %d", u.pos)
 		}
 		u.push(pyGlobal{mod, name})
-	case 'R', 0x81: // REDUCE, NEWOBJ
+	case opREDUCE, opNEWOBJ:
 		items, err := u.popN(2)
 		if err != nil {
 			return err
@@ -410,7 +505,7 @@ func (u *unpickler) step(op byte) error {
 			return err
 		}
 		u.push(v)
-	case 0x92: // NEWOBJ_EX
+	case opNEWOBJ_EX:
 		items, err := u.popN(3)
 		if err != nil {
 			return err
@@ -424,13 +519,13 @@ func (u *unpickler) step(op byte) error {
 			return err
 		}
 		u.push(v)
-	case 'b': // BUILD: the state only sets attributes, which nothing here needs.
+	case opBUILD: // the state only sets attributes, which nothing here needs
 		if _, err := u.pop(); err != nil {
 			return err
 		}
 		_, err := u.top()
 		return err
-	case 'Q': // BINPERSID
+	case opBINPERSID:
 		pid, err := u.pop()
 		if err != nil {
 			return err
@@ -440,7 +535,7 @@ func (u *unpickler) step(op byte) error {
 			return err
 		}
 		u.push(v)
-	case 'P': // PERSID
+	case opPERSID:
 		s, err := u.readLine()
 		if err != nil {
 			return err
@@ -450,21 +545,21 @@ func (u *unpickler) step(op byte) error {
 			return err
 		}
 		u.push(v)
-	case 'q', 'r': // BINPUT, LONG_BINPUT
-		k, err := u.readUint(map[byte]int{'q': 1, 'r': 4}[op])
+	case opBINPUT, opLONG_BINPUT:
+		k, err := u.readUint(map[byte]int{opBINPUT: 1, opLONG_BINPUT: 4}[op])
 		if err != nil {
 			return err
 		}
 		return u.memoPut(k)
-	case 0x94: // MEMOIZE
+	case opMEMOIZE:
 		return u.memoPut(uint64(len(u.memo)))
-	case 'h', 'j': // BINGET, LONG_BINGET
-		k, err := u.readUint(map[byte]int{'h': 1, 'j': 4}[op])
+	case opBINGET, opLONG_BINGET:
+		k, err := u.readUint(map[byte]int{opBINGET: 1, opLONG_BINGET: 4}[op])
 		if err != nil {
 			return err
 		}
 		return u.memoGet(k)
-	case 'p', 'g': // PUT, GET (text)
+	case opPUT, opGET:
 		s, err := u.readLine()
 		if err != nil {
 			return err
@@ -473,7 +568,7 @@ func (u *unpickler) step(op byte) error {
 		if err != nil {
 			return fmt.Errorf("corrupt pickle: memo key %q at offset %d", s, u.pos)
 		}
-		if op == 'p' {
+		if op == opPUT {
 			return u.memoPut(k)
 		}
 		return u.memoGet(k)
@@ -487,9 +582,9 @@ func (u *unpickler) step(op byte) error {
 func (u *unpickler) readSized(op byte) ([]byte, error) {
 	size := 4
 	switch op {
-	case 0x8c, 'C', 'U':
+	case opSHORT_BINUNICODE, opSHORT_BINBYTES, opSHORT_BINSTRING:
 		size = 1
-	case 0x8d, 0x8e, 0x96:
+	case opBINUNICODE8, opBINBYTES8, opBYTEARRAY8:
 		size = 8
 	}
 	n, err := u.readUint(size)
