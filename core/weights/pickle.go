@@ -39,99 +39,98 @@ func (d *pyDict) get(key string) (any, bool) {
 	return nil, false
 }
 
-// Pickle opcodes, named and grouped as in CPython's pickletools opcode table (the protocol that
-// introduced one is noted where it is above 1). Only the opcodes this reader handles are named;
-// the rest are refused.
+// Pickle opcodes, named, spelt and grouped as in CPython's pickletools opcode table, with the
+// protocol that introduced each. Only the opcodes this reader handles are named here.
 const (
 	// Ways to spell integers.
-	opBININT  = 'J'
-	opBININT1 = 'K'
-	opBININT2 = 'M'
-	opLONG1   = 0x8a // protocol 2
-	opLONG4   = 0x8b // protocol 2
+	opBININT  = 'J'    // protocol 1
+	opBININT1 = 'K'    // protocol 1
+	opBININT2 = 'M'    // protocol 1
+	opLONG1   = '\x8a' // protocol 2
+	opLONG4   = '\x8b' // protocol 2
 
 	// Ways to spell strings (8-bit, not Unicode).
-	opBINSTRING       = 'T'
-	opSHORT_BINSTRING = 'U'
+	opBINSTRING       = 'T' // protocol 1
+	opSHORT_BINSTRING = 'U' // protocol 1
 
-	// Bytes (protocol 3 and higher) and bytearray (protocol 5 and higher).
-	opBINBYTES       = 'B'
-	opSHORT_BINBYTES = 'C'
-	opBINBYTES8      = 0x8e // protocol 4
-	opBYTEARRAY8     = 0x96 // protocol 5
+	// Bytes and bytearrays.
+	opBINBYTES       = 'B'    // protocol 3
+	opSHORT_BINBYTES = 'C'    // protocol 3
+	opBINBYTES8      = '\x8e' // protocol 4
+	opBYTEARRAY8     = '\x96' // protocol 5
 
 	// Ways to spell None and bools.
-	opNONE     = 'N'
-	opNEWTRUE  = 0x88 // protocol 2
-	opNEWFALSE = 0x89 // protocol 2
+	opNONE     = 'N'    // protocol 0
+	opNEWTRUE  = '\x88' // protocol 2
+	opNEWFALSE = '\x89' // protocol 2
 
 	// Ways to spell Unicode strings.
-	opSHORT_BINUNICODE = 0x8c // protocol 4
-	opBINUNICODE       = 'X'
-	opBINUNICODE8      = 0x8d // protocol 4
+	opSHORT_BINUNICODE = '\x8c' // protocol 4
+	opBINUNICODE       = 'X'    // protocol 1
+	opBINUNICODE8      = '\x8d' // protocol 4
 
 	// Ways to spell floats.
-	opBINFLOAT = 'G'
+	opBINFLOAT = 'G' // protocol 1
 
 	// Ways to build lists.
-	opEMPTY_LIST = ']'
-	opAPPEND     = 'a'
-	opAPPENDS    = 'e'
-	opLIST       = 'l'
+	opEMPTY_LIST = ']' // protocol 1
+	opAPPEND     = 'a' // protocol 0
+	opAPPENDS    = 'e' // protocol 1
+	opLIST       = 'l' // protocol 0
 
 	// Ways to build tuples.
-	opEMPTY_TUPLE = ')'
-	opTUPLE       = 't'
-	opTUPLE1      = 0x85 // protocol 2
-	opTUPLE2      = 0x86 // protocol 2
-	opTUPLE3      = 0x87 // protocol 2
+	opEMPTY_TUPLE = ')'    // protocol 1
+	opTUPLE       = 't'    // protocol 0
+	opTUPLE1      = '\x85' // protocol 2
+	opTUPLE2      = '\x86' // protocol 2
+	opTUPLE3      = '\x87' // protocol 2
 
 	// Ways to build dicts.
-	opEMPTY_DICT = '}'
-	opDICT       = 'd'
-	opSETITEM    = 's'
-	opSETITEMS   = 'u'
+	opEMPTY_DICT = '}' // protocol 1
+	opDICT       = 'd' // protocol 0
+	opSETITEM    = 's' // protocol 0
+	opSETITEMS   = 'u' // protocol 1
 
-	// Ways to build sets and frozensets (protocol 4).
-	opEMPTY_SET = 0x8f
-	opADDITEMS  = 0x90
-	opFROZENSET = 0x91
+	// Ways to build sets and frozensets.
+	opEMPTY_SET = '\x8f' // protocol 4
+	opADDITEMS  = '\x90' // protocol 4
+	opFROZENSET = '\x91' // protocol 4
 
 	// Stack manipulation.
-	opPOP      = '0'
-	opDUP      = '2'
-	opMARK     = '('
-	opPOP_MARK = '1'
+	opPOP      = '0' // protocol 0
+	opDUP      = '2' // protocol 0
+	opMARK     = '(' // protocol 0
+	opPOP_MARK = '1' // protocol 1
 
 	// Memo manipulation.
-	opGET         = 'g'
-	opBINGET      = 'h'
-	opLONG_BINGET = 'j'
-	opPUT         = 'p'
-	opBINPUT      = 'q'
-	opLONG_BINPUT = 'r'
-	opMEMOIZE     = 0x94 // protocol 4
+	opGET         = 'g'    // protocol 0
+	opBINGET      = 'h'    // protocol 1
+	opLONG_BINGET = 'j'    // protocol 1
+	opPUT         = 'p'    // protocol 0
+	opBINPUT      = 'q'    // protocol 1
+	opLONG_BINPUT = 'r'    // protocol 1
+	opMEMOIZE     = '\x94' // protocol 4
 
 	// Push a class object, or module function, on the stack, via its module and name.
-	opGLOBAL       = 'c'
-	opSTACK_GLOBAL = 0x93 // protocol 4
+	opGLOBAL       = 'c'    // protocol 0
+	opSTACK_GLOBAL = '\x93' // protocol 4
 
 	// Ways to build objects of classes pickle doesn't know about directly.
-	opREDUCE    = 'R'
-	opBUILD     = 'b'
-	opNEWOBJ    = 0x81 // protocol 2
-	opNEWOBJ_EX = 0x92 // protocol 4
+	opREDUCE    = 'R'    // protocol 0
+	opBUILD     = 'b'    // protocol 0
+	opNEWOBJ    = '\x81' // protocol 2
+	opNEWOBJ_EX = '\x92' // protocol 4
 
 	// Machine control.
-	opPROTO = 0x80 // protocol 2
-	opSTOP  = '.'
+	opPROTO = '\x80' // protocol 2
+	opSTOP  = '.'    // protocol 0
 
 	// Framing support.
-	opFRAME = 0x95 // protocol 4
+	opFRAME = '\x95' // protocol 4
 
 	// Ways to deal with persistent IDs.
-	opPERSID    = 'P'
-	opBINPERSID = 'Q'
+	opPERSID    = 'P' // protocol 0
+	opBINPERSID = 'Q' // protocol 1
 )
 
 type unpickler struct {
@@ -304,292 +303,417 @@ func (u *unpickler) run() (any, error) {
 
 var errStop = fmt.Errorf("stop")
 
+// opcode is one row of the dispatch table: an opcode's pickletools name and the method that
+// runs it (one method serves a family, so it is passed the opcode byte).
+type opcode struct {
+	name string
+	load func(u *unpickler, op byte) error
+}
+
+// opcodes is the dispatch table, in the order and groups of pickletools' opcode table.
+var opcodes = [256]opcode{
+	// Ways to spell integers.
+	opBININT:  {"BININT", (*unpickler).loadInt},
+	opBININT1: {"BININT1", (*unpickler).loadInt},
+	opBININT2: {"BININT2", (*unpickler).loadInt},
+	opLONG1:   {"LONG1", (*unpickler).loadInt},
+	opLONG4:   {"LONG4", (*unpickler).loadInt},
+
+	// Ways to spell strings (8-bit, not Unicode).
+	opBINSTRING:       {"BINSTRING", (*unpickler).loadString},
+	opSHORT_BINSTRING: {"SHORT_BINSTRING", (*unpickler).loadString},
+
+	// Bytes and bytearrays.
+	opBINBYTES:       {"BINBYTES", (*unpickler).loadString},
+	opSHORT_BINBYTES: {"SHORT_BINBYTES", (*unpickler).loadString},
+	opBINBYTES8:      {"BINBYTES8", (*unpickler).loadString},
+	opBYTEARRAY8:     {"BYTEARRAY8", (*unpickler).loadString},
+
+	// Ways to spell None and bools.
+	opNONE:     {"NONE", (*unpickler).loadConst},
+	opNEWTRUE:  {"NEWTRUE", (*unpickler).loadConst},
+	opNEWFALSE: {"NEWFALSE", (*unpickler).loadConst},
+
+	// Ways to spell Unicode strings.
+	opSHORT_BINUNICODE: {"SHORT_BINUNICODE", (*unpickler).loadString},
+	opBINUNICODE:       {"BINUNICODE", (*unpickler).loadString},
+	opBINUNICODE8:      {"BINUNICODE8", (*unpickler).loadString},
+
+	// Ways to spell floats.
+	opBINFLOAT: {"BINFLOAT", (*unpickler).loadFloat},
+
+	// Ways to build lists.
+	opEMPTY_LIST: {"EMPTY_LIST", (*unpickler).loadList},
+	opAPPEND:     {"APPEND", (*unpickler).loadAdd},
+	opAPPENDS:    {"APPENDS", (*unpickler).loadAdd},
+	opLIST:       {"LIST", (*unpickler).loadList},
+
+	// Ways to build tuples.
+	opEMPTY_TUPLE: {"EMPTY_TUPLE", (*unpickler).loadTuple},
+	opTUPLE:       {"TUPLE", (*unpickler).loadTuple},
+	opTUPLE1:      {"TUPLE1", (*unpickler).loadTuple},
+	opTUPLE2:      {"TUPLE2", (*unpickler).loadTuple},
+	opTUPLE3:      {"TUPLE3", (*unpickler).loadTuple},
+
+	// Ways to build dicts.
+	opEMPTY_DICT: {"EMPTY_DICT", (*unpickler).loadDict},
+	opDICT:       {"DICT", (*unpickler).loadDict},
+	opSETITEM:    {"SETITEM", (*unpickler).loadAdd},
+	opSETITEMS:   {"SETITEMS", (*unpickler).loadAdd},
+
+	// Ways to build sets and frozensets.
+	opEMPTY_SET: {"EMPTY_SET", (*unpickler).loadList},
+	opADDITEMS:  {"ADDITEMS", (*unpickler).loadAdd},
+	opFROZENSET: {"FROZENSET", (*unpickler).loadList},
+
+	// Stack manipulation.
+	opPOP:      {"POP", (*unpickler).loadStack},
+	opDUP:      {"DUP", (*unpickler).loadStack},
+	opMARK:     {"MARK", (*unpickler).loadStack},
+	opPOP_MARK: {"POP_MARK", (*unpickler).loadStack},
+
+	// Memo manipulation.
+	opGET:         {"GET", (*unpickler).loadMemo},
+	opBINGET:      {"BINGET", (*unpickler).loadMemo},
+	opLONG_BINGET: {"LONG_BINGET", (*unpickler).loadMemo},
+	opPUT:         {"PUT", (*unpickler).loadMemo},
+	opBINPUT:      {"BINPUT", (*unpickler).loadMemo},
+	opLONG_BINPUT: {"LONG_BINPUT", (*unpickler).loadMemo},
+	opMEMOIZE:     {"MEMOIZE", (*unpickler).loadMemo},
+
+	// Push a class object, or module function, on the stack, via its module and name.
+	opGLOBAL:       {"GLOBAL", (*unpickler).loadGlobal},
+	opSTACK_GLOBAL: {"STACK_GLOBAL", (*unpickler).loadGlobal},
+
+	// Ways to build objects of classes pickle doesn't know about directly.
+	opREDUCE:    {"REDUCE", (*unpickler).loadCall},
+	opBUILD:     {"BUILD", (*unpickler).loadBuild},
+	opNEWOBJ:    {"NEWOBJ", (*unpickler).loadCall},
+	opNEWOBJ_EX: {"NEWOBJ_EX", (*unpickler).loadCall},
+
+	// Machine control.
+	opPROTO: {"PROTO", (*unpickler).loadControl},
+	opSTOP:  {"STOP", (*unpickler).loadControl},
+
+	// Framing support.
+	opFRAME: {"FRAME", (*unpickler).loadControl},
+
+	// Ways to deal with persistent IDs.
+	opPERSID:    {"PERSID", (*unpickler).loadPersid},
+	opBINPERSID: {"BINPERSID", (*unpickler).loadPersid},
+}
+
+// step runs opcode op, read from offset u.pos-1.
 func (u *unpickler) step(op byte) error {
+	o := &opcodes[op]
+	if o.load == nil {
+		return fmt.Errorf("unsupported pickle opcode 0x%02x at offset %d", op, u.pos-1)
+	}
+	return o.load(u, op)
+}
+
+// operandSize is the width in bytes of an opcode's little-endian integer argument, or of the
+// length prefix of its payload (pickletools' uint1, uint2, int4/uint4 and uint8 arguments, and
+// the counted strings, bytes and longs).
+func operandSize(op byte) int {
 	switch op {
-	case opPROTO:
-		_, err := u.read(1)
-		return err
-	case opFRAME:
-		_, err := u.read(8)
-		return err
-	case opSTOP:
-		return errStop
-	case opMARK:
-		u.marks = append(u.marks, len(u.stack))
-	case opPOP:
-		_, err := u.pop()
-		return err
-	case opPOP_MARK:
-		_, err := u.popMark()
-		return err
-	case opDUP:
-		v, err := u.top()
-		if err != nil {
-			return err
-		}
-		u.push(v)
-	case opNONE:
-		u.push(nil)
-	case opNEWTRUE:
-		u.push(true)
-	case opNEWFALSE:
-		u.push(false)
-	case opBININT:
-		v, err := u.readUint(4)
-		if err != nil {
-			return err
-		}
-		u.push(int64(int32(uint32(v))))
-	case opBININT1:
-		v, err := u.readUint(1)
-		if err != nil {
-			return err
-		}
-		u.push(int64(v))
+	case opBININT1, opLONG1, opSHORT_BINSTRING, opSHORT_BINBYTES, opSHORT_BINUNICODE, opBINGET, opBINPUT, opPROTO:
+		return 1
 	case opBININT2:
-		v, err := u.readUint(2)
-		if err != nil {
-			return err
-		}
+		return 2
+	case opBINBYTES8, opBYTEARRAY8, opBINUNICODE8, opFRAME:
+		return 8
+	}
+	return 4 // BININT, LONG4, BINSTRING, BINBYTES, BINUNICODE, LONG_BINGET, LONG_BINPUT
+}
+
+// loadInt runs BININT, BININT1, BININT2 (fixed-width integers) and LONG1, LONG4 (a counted
+// little-endian two's complement integer, here at most 8 bytes).
+func (u *unpickler) loadInt(op byte) error {
+	v, err := u.readUint(operandSize(op))
+	if err != nil {
+		return err
+	}
+	switch op {
+	case opBININT:
+		u.push(int64(int32(uint32(v))))
+	case opBININT1, opBININT2:
 		u.push(int64(v))
-	case opLONG1, opLONG4:
-		size := 1
-		if op == opLONG4 {
-			size = 4
-		}
-		n, err := u.readUint(size)
+	default: // LONG1, LONG4: v is the number of bytes
+		b, err := u.read(v)
 		if err != nil {
 			return err
 		}
-		b, err := u.read(n)
-		if err != nil {
-			return err
-		}
-		v, err := decodeLong(b)
+		n, err := decodeLong(b)
 		if err != nil {
 			return fmt.Errorf("corrupt pickle at offset %d: %w", u.pos, err)
 		}
-		u.push(v)
-	case opBINFLOAT:
-		b, err := u.read(8)
-		if err != nil {
-			return err
-		}
-		u.push(math.Float64frombits(binary.BigEndian.Uint64(b)))
-	case opBINUNICODE, opSHORT_BINUNICODE, opBINUNICODE8, opBINSTRING, opSHORT_BINSTRING:
-		b, err := u.readSized(op)
-		if err != nil {
-			return err
-		}
-		u.push(string(b))
-	case opBINBYTES, opSHORT_BINBYTES, opBINBYTES8, opBYTEARRAY8:
-		b, err := u.readSized(op)
-		if err != nil {
-			return err
-		}
-		u.push(b)
-	case opEMPTY_TUPLE:
-		u.push(pyTuple{})
-	case opTUPLE:
-		items, err := u.popMark()
-		if err != nil {
-			return err
-		}
-		u.push(pyTuple(items))
-	case opTUPLE1, opTUPLE2, opTUPLE3:
-		items, err := u.popN(int(op-opTUPLE1) + 1)
-		if err != nil {
-			return err
-		}
-		u.push(pyTuple(items))
-	case opEMPTY_LIST:
-		u.push(&pyList{})
-	case opLIST:
-		items, err := u.popMark()
-		if err != nil {
-			return err
-		}
-		u.push(&pyList{items: items})
-	case opEMPTY_SET:
-		u.push(&pyList{})
-	case opFROZENSET:
-		items, err := u.popMark()
-		if err != nil {
-			return err
-		}
-		u.push(&pyList{items: items})
-	case opAPPEND:
-		v, err := u.pop()
-		if err != nil {
-			return err
-		}
-		l, err := u.top()
-		if err != nil {
-			return err
-		}
-		return appendItems(l, []any{v}, u.pos)
-	case opAPPENDS, opADDITEMS:
-		items, err := u.popMark()
-		if err != nil {
-			return err
-		}
-		l, err := u.top()
-		if err != nil {
-			return err
-		}
-		return appendItems(l, items, u.pos)
-	case opEMPTY_DICT:
-		u.push(&pyDict{})
-	case opDICT:
-		items, err := u.popMark()
-		if err != nil {
-			return err
-		}
-		d := &pyDict{}
-		if err := setItems(d, items, u.pos); err != nil {
-			return err
-		}
-		u.push(d)
-	case opSETITEM:
-		items, err := u.popN(2)
-		if err != nil {
-			return err
-		}
-		d, err := u.top()
-		if err != nil {
-			return err
-		}
-		return setItems(d, items, u.pos)
-	case opSETITEMS:
-		items, err := u.popMark()
-		if err != nil {
-			return err
-		}
-		d, err := u.top()
-		if err != nil {
-			return err
-		}
-		return setItems(d, items, u.pos)
-	case opGLOBAL:
-		mod, err := u.readLine()
-		if err != nil {
-			return err
-		}
-		name, err := u.readLine()
-		if err != nil {
-			return err
-		}
-		u.push(pyGlobal{mod, name})
-	case opSTACK_GLOBAL:
-		items, err := u.popN(2)
-		if err != nil {
-			return err
-		}
-		mod, ok1 := items[0].(string)
-		name, ok2 := items[1].(string)
-		if !ok1 || !ok2 {
-			return fmt.Errorf("corrupt pickle: STACK_GLOBAL needs two strings at offset %d", u.pos)
-		}
-		u.push(pyGlobal{mod, name})
-	case opREDUCE, opNEWOBJ:
-		items, err := u.popN(2)
-		if err != nil {
-			return err
-		}
-		args, ok := items[1].(pyTuple)
-		if !ok {
-			return fmt.Errorf("corrupt pickle: call arguments are %T, not a tuple, at offset %d", items[1], u.pos)
-		}
-		v, err := u.reduce(items[0], args)
-		if err != nil {
-			return err
-		}
-		u.push(v)
-	case opNEWOBJ_EX:
-		items, err := u.popN(3)
-		if err != nil {
-			return err
-		}
-		args, ok := items[1].(pyTuple)
-		if !ok {
-			return fmt.Errorf("corrupt pickle: call arguments are %T, not a tuple, at offset %d", items[1], u.pos)
-		}
-		v, err := u.reduce(items[0], args)
-		if err != nil {
-			return err
-		}
-		u.push(v)
-	case opBUILD: // the state only sets attributes, which nothing here needs
-		if _, err := u.pop(); err != nil {
-			return err
-		}
-		_, err := u.top()
-		return err
-	case opBINPERSID:
-		pid, err := u.pop()
-		if err != nil {
-			return err
-		}
-		v, err := u.persist(pid)
-		if err != nil {
-			return err
-		}
-		u.push(v)
-	case opPERSID:
-		s, err := u.readLine()
-		if err != nil {
-			return err
-		}
-		v, err := u.persist(s)
-		if err != nil {
-			return err
-		}
-		u.push(v)
-	case opBINPUT, opLONG_BINPUT:
-		k, err := u.readUint(map[byte]int{opBINPUT: 1, opLONG_BINPUT: 4}[op])
-		if err != nil {
-			return err
-		}
-		return u.memoPut(k)
-	case opMEMOIZE:
-		return u.memoPut(uint64(len(u.memo)))
-	case opBINGET, opLONG_BINGET:
-		k, err := u.readUint(map[byte]int{opBINGET: 1, opLONG_BINGET: 4}[op])
-		if err != nil {
-			return err
-		}
-		return u.memoGet(k)
-	case opPUT, opGET:
-		s, err := u.readLine()
-		if err != nil {
-			return err
-		}
-		k, err := strconv.ParseUint(s, 10, 32)
-		if err != nil {
-			return fmt.Errorf("corrupt pickle: memo key %q at offset %d", s, u.pos)
-		}
-		if op == opPUT {
-			return u.memoPut(k)
-		}
-		return u.memoGet(k)
-	default:
-		return fmt.Errorf("unsupported pickle opcode 0x%02x at offset %d", op, u.pos-1)
+		u.push(n)
 	}
 	return nil
 }
 
-// readSized reads the length prefix of a string or bytes opcode and then the payload.
-func (u *unpickler) readSized(op byte) ([]byte, error) {
-	size := 4
-	switch op {
-	case opSHORT_BINUNICODE, opSHORT_BINBYTES, opSHORT_BINSTRING:
-		size = 1
-	case opBINUNICODE8, opBINBYTES8, opBYTEARRAY8:
-		size = 8
-	}
-	n, err := u.readUint(size)
+// loadString runs the counted strings: BINSTRING, SHORT_BINSTRING and the BINUNICODE family
+// push a string; the BINBYTES family and BYTEARRAY8 push the bytes (a slice of the pickle).
+func (u *unpickler) loadString(op byte) error {
+	n, err := u.readUint(operandSize(op))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return u.read(n)
+	b, err := u.read(n)
+	if err != nil {
+		return err
+	}
+	switch op {
+	case opBINBYTES, opSHORT_BINBYTES, opBINBYTES8, opBYTEARRAY8:
+		u.push(b)
+	default:
+		u.push(string(b))
+	}
+	return nil
+}
+
+// loadConst runs NONE, NEWTRUE and NEWFALSE.
+func (u *unpickler) loadConst(op byte) error {
+	switch op {
+	case opNEWTRUE:
+		u.push(true)
+	case opNEWFALSE:
+		u.push(false)
+	default:
+		u.push(nil)
+	}
+	return nil
+}
+
+// loadFloat runs BINFLOAT: a big-endian IEEE 754 double.
+func (u *unpickler) loadFloat(byte) error {
+	b, err := u.read(8)
+	if err != nil {
+		return err
+	}
+	u.push(math.Float64frombits(binary.BigEndian.Uint64(b)))
+	return nil
+}
+
+// loadList runs EMPTY_LIST, LIST and, as lists, EMPTY_SET and FROZENSET.
+func (u *unpickler) loadList(op byte) error {
+	l := &pyList{}
+	if op == opLIST || op == opFROZENSET {
+		items, err := u.popMark()
+		if err != nil {
+			return err
+		}
+		l.items = items
+	}
+	u.push(l)
+	return nil
+}
+
+// loadTuple runs EMPTY_TUPLE, TUPLE (the items above the last MARK) and TUPLE1..TUPLE3.
+func (u *unpickler) loadTuple(op byte) error {
+	if op == opEMPTY_TUPLE {
+		u.push(pyTuple{})
+		return nil
+	}
+	var items []any
+	var err error
+	if op == opTUPLE {
+		items, err = u.popMark()
+	} else {
+		items, err = u.popN(int(op-opTUPLE1) + 1)
+	}
+	if err != nil {
+		return err
+	}
+	u.push(pyTuple(items))
+	return nil
+}
+
+// loadDict runs EMPTY_DICT and DICT (key, value pairs above the last MARK).
+func (u *unpickler) loadDict(op byte) error {
+	d := &pyDict{}
+	if op == opDICT {
+		items, err := u.popMark()
+		if err != nil {
+			return err
+		}
+		if err := setItems(d, items, u.pos); err != nil {
+			return err
+		}
+	}
+	u.push(d)
+	return nil
+}
+
+// loadAdd runs APPEND, APPENDS, ADDITEMS (lists and sets) and SETITEM, SETITEMS (dicts): the
+// values on top of the stack are added to the container below them.
+func (u *unpickler) loadAdd(op byte) error {
+	var items []any
+	var err error
+	switch op {
+	case opAPPEND:
+		items, err = u.popN(1)
+	case opSETITEM:
+		items, err = u.popN(2)
+	default: // APPENDS, ADDITEMS, SETITEMS: the values above the last MARK
+		items, err = u.popMark()
+	}
+	if err != nil {
+		return err
+	}
+	c, err := u.top()
+	if err != nil {
+		return err
+	}
+	if op == opSETITEM || op == opSETITEMS {
+		return setItems(c, items, u.pos)
+	}
+	return appendItems(c, items, u.pos)
+}
+
+// loadStack runs MARK, POP, POP_MARK and DUP.
+func (u *unpickler) loadStack(op byte) error {
+	var err error
+	switch op {
+	case opMARK:
+		u.marks = append(u.marks, len(u.stack))
+	case opPOP:
+		_, err = u.pop()
+	case opPOP_MARK:
+		_, err = u.popMark()
+	case opDUP:
+		var v any
+		if v, err = u.top(); err == nil {
+			u.push(v)
+		}
+	}
+	return err
+}
+
+// loadMemo runs the memo opcodes: GET, BINGET, LONG_BINGET push a memo entry; PUT, BINPUT,
+// LONG_BINPUT and MEMOIZE (under the next free key) store the top of the stack.
+func (u *unpickler) loadMemo(op byte) error {
+	var k uint64
+	var err error
+	switch op {
+	case opMEMOIZE:
+		k = uint64(len(u.memo))
+	case opGET, opPUT:
+		k, err = u.readDecimalKey()
+	default:
+		k, err = u.readUint(operandSize(op))
+	}
+	if err != nil {
+		return err
+	}
+	if op == opGET || op == opBINGET || op == opLONG_BINGET {
+		return u.memoGet(k)
+	}
+	return u.memoPut(k)
+}
+
+// readDecimalKey reads the memo key of a text GET or PUT: a decimal number and a newline.
+func (u *unpickler) readDecimalKey() (uint64, error) {
+	s, err := u.readLine()
+	if err != nil {
+		return 0, err
+	}
+	k, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("corrupt pickle: memo key %q at offset %d", s, u.pos)
+	}
+	return k, nil
+}
+
+// loadGlobal runs GLOBAL (module and name as two text lines) and STACK_GLOBAL (module and name
+// as two strings on the stack).
+func (u *unpickler) loadGlobal(op byte) error {
+	var mod, name string
+	if op == opGLOBAL {
+		var err error
+		if mod, err = u.readLine(); err != nil {
+			return err
+		}
+		if name, err = u.readLine(); err != nil {
+			return err
+		}
+	} else {
+		items, err := u.popN(2)
+		if err != nil {
+			return err
+		}
+		var ok1, ok2 bool
+		mod, ok1 = items[0].(string)
+		name, ok2 = items[1].(string)
+		if !ok1 || !ok2 {
+			return fmt.Errorf("corrupt pickle: STACK_GLOBAL needs two strings at offset %d", u.pos)
+		}
+	}
+	u.push(pyGlobal{mod, name})
+	return nil
+}
+
+// loadCall runs REDUCE (callable, args), NEWOBJ (class, args) and NEWOBJ_EX (class, args,
+// kwargs; the keyword arguments are dropped) through the reduce callback.
+func (u *unpickler) loadCall(op byte) error {
+	n := 2
+	if op == opNEWOBJ_EX {
+		n = 3
+	}
+	items, err := u.popN(n)
+	if err != nil {
+		return err
+	}
+	args, ok := items[1].(pyTuple)
+	if !ok {
+		return fmt.Errorf("corrupt pickle: call arguments are %T, not a tuple, at offset %d", items[1], u.pos)
+	}
+	v, err := u.reduce(items[0], args)
+	if err != nil {
+		return err
+	}
+	u.push(v)
+	return nil
+}
+
+// loadBuild runs BUILD: the state only sets attributes, which nothing here needs, so it is
+// dropped and the object kept.
+func (u *unpickler) loadBuild(byte) error {
+	if _, err := u.pop(); err != nil {
+		return err
+	}
+	_, err := u.top()
+	return err
+}
+
+// loadControl runs STOP, and PROTO and FRAME, whose protocol version and frame length are
+// skipped: the reader holds the whole pickle and takes any opcode it knows in any protocol.
+func (u *unpickler) loadControl(op byte) error {
+	if op == opSTOP {
+		return errStop
+	}
+	_, err := u.read(uint64(operandSize(op)))
+	return err
+}
+
+// loadPersid runs PERSID (the id is a text line) and BINPERSID (the id is on the stack)
+// through the persist callback.
+func (u *unpickler) loadPersid(op byte) error {
+	var pid any
+	var err error
+	if op == opPERSID {
+		pid, err = u.readLine()
+	} else {
+		pid, err = u.pop()
+	}
+	if err != nil {
+		return err
+	}
+	v, err := u.persist(pid)
+	if err != nil {
+		return err
+	}
+	u.push(v)
+	return nil
 }
