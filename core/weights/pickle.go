@@ -304,13 +304,16 @@ func (u *unpickler) run() (any, error) {
 var errStop = fmt.Errorf("stop")
 
 // opcode is one row of the dispatch table: an opcode's pickletools name and the method that
-// runs it (one method serves a family, so it is passed the opcode byte).
+// runs it (one method serves a family, so it is passed the opcode byte), or nil for an opcode
+// this reader refuses.
 type opcode struct {
 	name string
 	load func(u *unpickler, op byte) error
 }
 
-// opcodes is the dispatch table, in the order and groups of pickletools' opcode table.
+// opcodes is the dispatch table, in the order and groups of pickletools' opcode table. It
+// names every opcode pickletools knows; the last group, with no methods, is those torch.save
+// does not write, so that an error can name them.
 var opcodes = [256]opcode{
 	// Ways to spell integers.
 	opBININT:  {"BININT", (*unpickler).loadInt},
@@ -401,15 +404,26 @@ var opcodes = [256]opcode{
 	// Ways to deal with persistent IDs.
 	opPERSID:    {"PERSID", (*unpickler).loadPersid},
 	opBINPERSID: {"BINPERSID", (*unpickler).loadPersid},
+
+	// Refused: the text forms of protocol 0, old-style class instances, the extension registry
+	// and out-of-band buffers.
+	'I': {"INT", nil}, 'L': {"LONG", nil}, 'S': {"STRING", nil}, 'V': {"UNICODE", nil}, 'F': {"FLOAT", nil},
+	'i': {"INST", nil}, 'o': {"OBJ", nil},
+	'\x82': {"EXT1", nil}, '\x83': {"EXT2", nil}, '\x84': {"EXT4", nil},
+	'\x97': {"NEXT_BUFFER", nil}, '\x98': {"READONLY_BUFFER", nil},
 }
 
 // step runs opcode op, read from offset u.pos-1.
 func (u *unpickler) step(op byte) error {
 	o := &opcodes[op]
-	if o.load == nil {
-		return fmt.Errorf("unsupported pickle opcode 0x%02x at offset %d", op, u.pos-1)
+	if o.load != nil {
+		return o.load(u, op)
 	}
-	return o.load(u, op)
+	name := ""
+	if o.name != "" {
+		name = " (" + o.name + ")"
+	}
+	return fmt.Errorf("unsupported pickle opcode 0x%02x%s at offset %d", op, name, u.pos-1)
 }
 
 // operandSize is the width in bytes of an opcode's little-endian integer argument, or of the
