@@ -23,18 +23,6 @@ type Request struct {
 	// LeftPad pads sequences on the left instead of the right (positions stay 0..len-1 per
 	// sequence either way).
 	LeftPad bool
-	// Ctx, if set, is checked between blocks: a cancelled context ends the pass early.
-	Ctx context.Context
-}
-
-func ctxErr(ctx context.Context) error {
-	if ctx == nil {
-		return nil
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("cancelled: %w", err)
-	}
-	return nil
 }
 
 // Output holds what Request asked for. The caller closes it.
@@ -132,43 +120,6 @@ func (m *Model) rotary(s *torch.Scope, pos *torch.Tensor) (sin, cos *torch.Tenso
 	return sin, cos
 }
 
-// blockForward runs block l on x (B, T, C). sin/cos (B, T, 1, rot/2). pastK/pastV (Bp, H, P, D)
-// with Bp = 1 (shared prefix, broadcast) or B, or nil. mask (B|1, 1, T, P+T) bool or nil (all
-// allowed). It returns the block output and this call's K, V (B, H, T, D).
-func (m *Model) blockForward(s *torch.Scope, l int, x, sin, cos, pastK, pastV, mask *torch.Tensor) (out, k, v *torch.Tensor) {
-	b := &m.blocks[l]
-	cfg := m.Cfg
-	H, D := int64(cfg.NHead), int64(cfg.HeadDim())
-	shape := x.Shape()
-	if shape == nil {
-		s.Fail(fmt.Errorf("block %d: input missing", l))
-		return nil, nil, nil
-	}
-	B, T := shape[0], shape[1]
-	h := s.LayerNorm(x, b.ln1W, b.ln1B, cfg.LayerNormEps) // (B, T, C)
-	q := s.Reshape(s.Linear(h, b.q, nil), B, T, H, D)     // (B, T, H, D)
-	k = s.Reshape(s.Linear(h, b.k, nil), B, T, H, D)
-	v = s.Transpose(s.Reshape(s.Linear(h, b.v, nil), B, T, H, D), 1, 2) // (B, H, T, D)
-	rot := int64(cfg.RotaryDim)
-	q = s.Transpose(s.RotaryGPTJ(q, sin, cos, rot), 1, 2) // (B, H, T, D)
-	k = s.Transpose(s.RotaryGPTJ(k, sin, cos, rot), 1, 2)
-	kAll, vAll := k, v
-	if pastK != nil {
-		pk, pv := pastK, pastV
-		if ps := pastK.Shape(); ps != nil && ps[0] != B {
-			pk = s.Expand(pastK, B, -1, -1, -1)
-			pv = s.Expand(pastV, B, -1, -1, -1)
-		}
-		kAll = s.Cat([]*torch.Tensor{pk, k}, 2) // (B, H, P+T, D)
-		vAll = s.Cat([]*torch.Tensor{pv, v}, 2)
-	}
-	a := s.Attention(q, kAll, vAll, mask)                              // (B, H, T, D)
-	a = s.Linear(s.Reshape(s.Transpose(a, 1, 2), B, T, H*D), b.o, nil) // (B, T, C)
-	f := s.Linear(s.GeluTanh(s.Linear(h, b.fcInW, b.fcInB)), b.fcOutW, b.fcOutB)
-	out = s.Add(s.Add(a, f), x)
-	return out, k, v
-}
-
 // head is ln_f then lm_head, returning float32 logits.
 func (m *Model) head(s *torch.Scope, x *torch.Tensor) *torch.Tensor {
 	y := s.Linear(s.LayerNorm(x, m.lnfW, m.lnfB, m.Cfg.LayerNormEps), m.headW, m.headB)
@@ -201,8 +152,9 @@ func (m *Model) checkPoints(seqs [][]int, pts []Point, what string) error {
 	return nil
 }
 
-// Forward runs the model on a batch of token sequences and returns what req asks for.
-func (m *Model) Forward(seqs [][]int, req Request) (out *Output, err error) {
+// Forward runs the model on a batch of token sequences and returns what req asks for. ctx is
+// checked between blocks: a cancelled context ends the pass early.
+func (m *Model) Forward(ctx context.Context, seqs [][]int, req Request) (out *Output, err error) {
 	for l, pts := range req.Resid {
 		if l < -1 || l >= m.Cfg.NLayer {
 			return nil, inputErr("gptj: layer %d out of range [-1, %d)", l, m.Cfg.NLayer)
@@ -221,39 +173,22 @@ func (m *Model) Forward(seqs [][]int, req Request) (out *Output, err error) {
 		return nil, err
 	}
 	out = &Output{Resid: map[int]*torch.Tensor{}, T: in.T, Offset: in.offset}
-	keep := func(l int, x *torch.Tensor) {
+	keep := func(s *torch.Scope, l int, x *torch.Tensor) *torch.Tensor {
 		if req.Full {
-			out.Resid[l] = s.Keep(s.Contiguous(x))
+			out.Resid[l] = s.Keep(s.Contiguous(x)) // (B, T, C)
 		} else if pts := req.Resid[l]; len(pts) > 0 {
-			out.Resid[l] = s.Keep(m.rows(s, x, pts, in))
+			out.Resid[l] = s.Keep(m.rows(s, x, pts, in)) // (len(pts), C)
 		}
+		return x
 	}
 	x := s.Embedding(m.wte, in.ids) // (B, T, C)
-	keep(-1, x)
-	sin, cos := m.rotary(s, in.pos)
-	for l := 0; l < m.Cfg.NLayer && s.Err() == nil; l++ {
-		if err := ctxErr(req.Ctx); err != nil {
-			s.Fail(err)
-			break
-		}
-		bs := torch.NewScope()
-		y, _, _ := m.blockForward(bs, l, x, sin, cos, nil, nil, in.mask)
-		if err := bs.Err(); err != nil {
-			bs.Close()
-			s.Fail(fmt.Errorf("block %d: %w", l, err))
-			break
-		}
-		bs.Keep(y)
-		bs.Close()
-		s.Free(x) // the previous block's output (or the embedding): kept rows are separate handles
-		s.Own(y, nil)
-		x = y
-		keep(l, x)
-	}
+	keep(s, -1, x)
+	sin, cos := m.rotary(s, in.pos) // (B, T, 1, rot/2)
+	x, _ = m.RunBlocks(ctx, s, x, Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: in.mask, Post: keep})
 	if req.Full {
-		out.Logits = s.Keep(m.head(s, x))
+		out.Logits = s.Keep(m.head(s, x)) // (B, T, V)
 	} else if len(req.LogitPoints) > 0 {
-		out.Logits = s.Keep(m.head(s, m.rows(s, x, req.LogitPoints, in)))
+		out.Logits = s.Keep(m.head(s, m.rows(s, x, req.LogitPoints, in))) // (len(LogitPoints), V)
 	}
 	if err := s.Err(); err != nil {
 		out.Close()
@@ -262,10 +197,10 @@ func (m *Model) Forward(seqs [][]int, req Request) (out *Output, err error) {
 	return out, nil
 }
 
-// Prefix holds the K/V of a token prefix for every block, (1, H, P, D) each.
+// Prefix holds the K/V of a token prefix for every block, (1, H, P, D) each (nil when Len = 0).
 type Prefix struct {
-	Len  int
-	K, V []*torch.Tensor
+	Len int
+	KV
 }
 
 // Close frees the cache.
@@ -273,18 +208,14 @@ func (p *Prefix) Close() {
 	if p == nil {
 		return
 	}
-	for i := range p.K {
-		p.K[i].Close()
-		p.V[i].Close()
-	}
+	p.KV.Close()
 }
 
 // ComputePrefix runs the prefix tokens and keeps every block's K/V. An empty prefix is allowed
-// (Len 0, nil tensors).
-func (m *Model) ComputePrefix(ids []int) (*Prefix, error) {
-	p := &Prefix{Len: len(ids), K: make([]*torch.Tensor, m.Cfg.NLayer), V: make([]*torch.Tensor, m.Cfg.NLayer)}
+// (Len 0, nil tensors). ctx is checked between blocks.
+func (m *Model) ComputePrefix(ctx context.Context, ids []int) (*Prefix, error) {
 	if len(ids) == 0 {
-		return p, nil
+		return &Prefix{KV: KV{K: make([]*torch.Tensor, m.Cfg.NLayer), V: make([]*torch.Tensor, m.Cfg.NLayer)}}, nil
 	}
 	s := torch.NewScope()
 	defer s.Close()
@@ -292,32 +223,22 @@ func (m *Model) ComputePrefix(ids []int) (*Prefix, error) {
 	if err != nil {
 		return nil, err
 	}
-	x := s.Embedding(m.wte, in.ids)
-	sin, cos := m.rotary(s, in.pos)
-	for l := 0; l < m.Cfg.NLayer; l++ {
-		var k, v *torch.Tensor
-		x, k, v = m.blockForward(s, l, x, sin, cos, nil, nil, in.mask)
-		p.K[l] = s.Keep(s.Contiguous(k))
-		p.V[l] = s.Keep(s.Contiguous(v))
-	}
+	x := s.Embedding(m.wte, in.ids) // (1, P, C)
+	sin, cos := m.rotary(s, in.pos) // (1, P, 1, rot/2)
+	_, kv := m.RunBlocks(ctx, s, x, Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: in.mask, CollectKV: true})
 	if err := s.Err(); err != nil {
-		p.Close()
 		return nil, err
 	}
-	return p, nil
+	return &Prefix{Len: len(ids), KV: *kv}, nil
 }
 
 // Continue runs one position per row through blocks start … L-1 and the head: h (N, C) is the
 // residual entering block start (the output of block start-1) at sequence position pos, after the
 // cached prefix (pos >= prefix.Len; positions between belong to tail, which must then be given).
 // tail (optional) are tokens between the prefix and the patched position — not supported yet;
-// the patched position directly follows the prefix. It returns float32 logits (N, V).
-func (m *Model) Continue(h *torch.Tensor, start int, prefix *Prefix) (*torch.Tensor, error) {
-	return m.ContinueCtx(nil, h, start, prefix)
-}
-
-// ContinueCtx is Continue that checks ctx (if not nil) between blocks.
-func (m *Model) ContinueCtx(ctx context.Context, h *torch.Tensor, start int, prefix *Prefix) (*torch.Tensor, error) {
+// the patched position directly follows the prefix. It returns float32 logits (N, V). ctx is
+// checked between blocks.
+func (m *Model) Continue(ctx context.Context, h *torch.Tensor, start int, prefix *Prefix) (*torch.Tensor, error) {
 	if start < 0 || start > m.Cfg.NLayer {
 		return nil, inputErr("gptj: start block %d out of range [0, %d]", start, m.Cfg.NLayer)
 	}
@@ -331,23 +252,8 @@ func (m *Model) ContinueCtx(ctx context.Context, h *torch.Tensor, start int, pre
 	x := s.Reshape(h, N, 1, int64(m.Cfg.NEmbd)) // (N, 1, C)
 	pos := s.Full([]int64{1, 1}, float64(prefix.Len), torch.Int64, m.Device)
 	sin, cos := m.rotary(s, pos) // (1, 1, 1, rot/2), broadcast over N
-	for l := start; l < m.Cfg.NLayer && s.Err() == nil; l++ {
-		if err := ctxErr(ctx); err != nil {
-			return nil, err
-		}
-		bs := torch.NewScope()
-		y, _, _ := m.blockForward(bs, l, x, sin, cos, prefix.K[l], prefix.V[l], nil)
-		if err := bs.Err(); err != nil {
-			bs.Close()
-			return nil, fmt.Errorf("block %d: %w", l, err)
-		}
-		bs.Keep(y)
-		bs.Close()
-		s.Free(x) // only the newest block output is needed
-		s.Own(y, nil)
-		x = y
-	}
-	logits := s.Reshape(m.head(s, x), N, -1)
+	x, _ = m.RunBlocks(ctx, s, x, Pass{Start: start, End: m.Cfg.NLayer, Sin: sin, Cos: cos, Past: &prefix.KV})
+	logits := s.Reshape(m.head(s, x), N, -1) // (N, V)
 	if err := s.Err(); err != nil {
 		return nil, err
 	}

@@ -9,5 +9,5 @@
 //   - a patched run is one position through blocks t+1 … L-1 attending to that cached prefix,
 //     and thousands of them batch together, grouped by (method, start block);
 //   - prompts stream through fixed-size chunks, so memory does not grow with the number of
-//     prompts; batch sizes halve and retry on out-of-memory; a context cancels between batches.
+//     prompts; batch sizes halve and retry on out-of-memory; a context cancels between blocks.
 package patchscope
