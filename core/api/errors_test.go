@@ -76,3 +76,27 @@ func TestInputErrorsFromEveryPackage(t *testing.T) {
 		}
 	})
 }
+
+// debug.panic is served only while SIMPLESCOPE_DEBUG_PANIC=1 at the time of the call; otherwise
+// it is an unknown method (an input error), also for Methods().
+func TestDebugPanicNeedsEnv(t *testing.T) {
+	t.Setenv(DebugPanicEnv, "")
+	_, err := Call(context.Background(), nil, "debug.panic", nil, nil)
+	if err == nil || Status(err) != StatusInput || !strings.Contains(err.Error(), DebugPanicEnv+"=1") {
+		t.Fatalf("debug.panic without %s: error %v (status %d), want an input error naming the variable", DebugPanicEnv, err, Status(err))
+	}
+	for _, m := range Methods() {
+		if m == "debug.panic" {
+			t.Fatalf("Methods() lists debug.panic without %s", DebugPanicEnv)
+		}
+	}
+	t.Setenv(DebugPanicEnv, "1")
+	var recovered any
+	func() {
+		defer func() { recovered = recover() }()
+		_, err = Call(context.Background(), nil, "debug.panic", nil, nil)
+	}()
+	if !strings.Contains(fmt.Sprint(recovered), "deliberate panic") {
+		t.Fatalf("debug.panic with %s=1: recovered %v (error %v), want the deliberate panic", DebugPanicEnv, recovered, err)
+	}
+}

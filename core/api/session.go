@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 
@@ -108,17 +109,39 @@ var handlers = map[string]Handler{
 	"load_data": func(_ *Session, _ context.Context, req []byte, _ func(int64, int64)) (any, error) {
 		return loadData(req)
 	},
-	"debug.panic": func(*Session, context.Context, []byte, func(int64, int64)) (any, error) {
+	debugPanic: func(*Session, context.Context, []byte, func(int64, int64)) (any, error) {
 		panic("deliberate panic requested by debug.panic")
 	},
 }
 
-// Methods lists the known method names.
+// debugPanic panics on purpose (tests of the panic path). It is served only while the
+// environment variable DebugPanicEnv is "1" at the time of the call.
+const debugPanic = "debug.panic"
+
+// DebugPanicEnv names the environment variable that turns on the debug.panic method.
+const DebugPanicEnv = "SIMPLESCOPE_DEBUG_PANIC"
+
+// Getenv reads an environment variable when a call needs it. capi replaces it with the C
+// library's getenv: in a c-shared library os.Getenv sees the environment as it was when the
+// library loaded, and a test (Python's monkeypatch.setenv) may set the variable later.
+var Getenv = os.Getenv
+
+// served reports whether method is served now.
+func served(method string) bool {
+	_, ok := handlers[method]
+	return ok && (method != debugPanic || Getenv(DebugPanicEnv) == "1")
+}
+
+// Methods lists the methods served now, sorted (debug.panic only while DebugPanicEnv is "1").
+// docs/capi.md documents each of them (TestCAPIDocs).
 func Methods() []string {
 	var out []string
 	for k := range handlers {
-		out = append(out, k)
+		if served(k) {
+			out = append(out, k)
+		}
 	}
+	sort.Strings(out)
 	return out
 }
 
@@ -129,7 +152,10 @@ func Call(ctx context.Context, s *Session, method string, req []byte, progress f
 	if !ok {
 		return nil, errs.Input("unknown method %q", method)
 	}
-	if s == nil && method != "load_data" && method != "debug.panic" {
+	if !served(method) {
+		return nil, errs.Input("unknown method %q (served only while %s=1)", method, DebugPanicEnv)
+	}
+	if s == nil && method != "load_data" && method != debugPanic {
 		return nil, errs.Input("method %q needs a model", method)
 	}
 	if s != nil {
