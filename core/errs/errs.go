@@ -1,11 +1,14 @@
-// Package errs holds simplescope's one error kind that is the caller's fault: ErrInput. Every
-// package that refuses a request, a file or an argument (gptj, patchscope, tokenizer, weights,
-// data, api) returns an error that matches ErrInput with errors.Is, made by Input or marked by
-// AsInput; the C API maps it to SS_ERR_INPUT (api.Status) and Python raises InputError (a
+// Package errs holds simplescope's one error kind that is the caller's fault: ErrInput. A
+// package that refuses a request or an argument returns an error that matches ErrInput with
+// errors.Is, made by Input (gptj's forward checks, patchscope's request checks, api's request
+// decoding); api marks with AsInput, at its boundary, what it hands on as the caller's fault
+// (a damaged model folder or corpus, a bad device or dtype, an undecodable token id). The C API
+// maps ErrInput to SS_ERR_INPUT in one place (api.Status) and Python raises InputError (a
 // ValueError). Any other error is a failure while running, unless it is out of memory
 // (torch.ErrOOM), a missing file (os.ErrNotExist) or a cancellation (context.Canceled).
 //
-// The package imports only the standard library, so every other package may import it.
+// The package imports only the standard library, so every package (tokenizer, weights and data
+// included) may import it.
 package errs
 
 import (
