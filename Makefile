@@ -36,7 +36,7 @@ build: $(GOLIB)
 # The public header must compile as plain C (C99, no warnings), and a C program must link.
 check-header: $(GOLIB)
 	mkdir -p build/check
-	printf '#include "simplescope.h"\nint main(void){ return (int)ss_live_tensors(); }\n' > build/check/main.c
+	printf '#include "simplescope.h"\nint main(void){ ss_status st = SS_OK; return (int)st + (int)ss_live_tensors(); }\n' > build/check/main.c
 	cc -std=c99 -Wall -Wextra -Werror -pedantic -Icapi -c build/check/main.c -o build/check/main.o
 	cc build/check/main.o -L$(LIB) -lsimplescope -Wl,-rpath,$(abspath $(LIB)) -o build/check/main
 	@echo "capi/simplescope.h compiles as plain C and links"

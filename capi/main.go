@@ -1,6 +1,6 @@
 // Command capi is simplescope's C API, built with -buildmode=c-shared: //export functions only,
 // each a thin wrapper over core/api that recovers any panic into an SS_ERR_PANIC error. See
-// simplescope.h for the contract.
+// simplescope.h and docs/capi.md for the contract.
 package main
 
 /*
@@ -32,6 +32,20 @@ import (
 )
 
 func main() {}
+
+// The API reads its switches (api.DebugPanicEnv) with the C library's getenv, at each call: a
+// variable set after the library loaded (Python's os.environ, a test's monkeypatch.setenv) is
+// invisible to os.Getenv, which reads the copy of the environment Go took when the library loaded.
+func init() { api.Getenv = cGetenv }
+
+func cGetenv(key string) string {
+	k := C.CString(key)
+	defer C.free(unsafe.Pointer(k))
+	if v := C.getenv(k); v != nil {
+		return C.GoString(v)
+	}
+	return ""
+}
 
 // Version is the library version.
 const Version = "0.1.0"

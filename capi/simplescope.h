@@ -5,9 +5,8 @@
  * maps; large arrays travel as {"dtype": str, "shape": [int], "data": bin} (little-endian).
  * Buffers returned through out-pointers are freed with ss_free.
  *
- * Methods of ss_call / ss_run_start: "config", "tokenize", "decode", "token_strings",
- * "run_with_cache", "evaluate", "inspect", "load_data" (model may be NULL), "debug.panic".
- * Calls on one model from several threads are safe.
+ * The methods of ss_call / ss_run_start, with every request and response field, and what each
+ * status means: docs/capi.md. Calls on one model from several threads are safe.
  */
 #ifndef SIMPLESCOPE_H
 #define SIMPLESCOPE_H
@@ -19,14 +18,17 @@
 extern "C" {
 #endif
 
-/* Status codes. */
-#define SS_OK 0
-#define SS_ERR_INPUT 1     /* bad input: the caller's mistake */
-#define SS_ERR_RUNTIME 2   /* a failure while running */
-#define SS_ERR_OOM 3       /* out of memory */
-#define SS_ERR_CANCELLED 4 /* cancelled with ss_run_cancel */
-#define SS_ERR_PANIC 5     /* an internal error (a recovered Go panic) */
-#define SS_ERR_NOT_FOUND 6 /* a missing file or folder */
+/* Status codes: every function below that returns int returns one of these (the functions keep
+ * int, the type the Go library exports; compare the result with these names). */
+typedef enum ss_status {
+    SS_OK = 0,
+    SS_ERR_INPUT = 1,     /* bad input: the caller's mistake */
+    SS_ERR_RUNTIME = 2,   /* a failure while running */
+    SS_ERR_OOM = 3,       /* out of memory */
+    SS_ERR_CANCELLED = 4, /* cancelled with ss_run_cancel */
+    SS_ERR_PANIC = 5,     /* an internal error (a recovered Go panic) */
+    SS_ERR_NOT_FOUND = 6  /* a missing file or folder */
+} ss_status;
 
 typedef struct ss_model ss_model;
 typedef struct ss_run ss_run;

@@ -3,16 +3,17 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 
+	"github.com/simplescope/simplescope/core/errs"
 	"github.com/simplescope/simplescope/core/torch"
 )
 
-// Status codes (mirrored in capi/simplescope.h and the Python binding).
+// Status codes: enum ss_status in capi/simplescope.h (TestHeaderStatuses in capi checks that the
+// two agree) and the Python binding.
 const (
 	StatusOK        = 0
-	StatusInput     = 1 // bad input: the caller's mistake (ValueError)
+	StatusInput     = 1 // bad input: the caller's mistake, errs.ErrInput (ValueError)
 	StatusRuntime   = 2 // a failure while running (RuntimeError)
 	StatusOOM       = 3 // out of memory (MemoryError)
 	StatusCancelled = 4 // cancelled by the caller
@@ -20,17 +21,10 @@ const (
 	StatusNotFound  = 6 // a missing file or folder (FileNotFoundError)
 )
 
-// InputError marks an error caused by the request.
-type InputError struct{ Err error }
-
-func (e *InputError) Error() string { return e.Err.Error() }
-func (e *InputError) Unwrap() error { return e.Err }
-
-func inputf(format string, a ...any) error { return &InputError{fmt.Errorf(format, a...)} }
-
-// Status maps an error to a status code.
+// Status maps an error to a status code. This is the one place where errors become statuses:
+// any error that matches errs.ErrInput, from whichever package, is StatusInput (unless it is
+// also a cancellation, out of memory or a missing file, which take precedence).
 func Status(err error) int {
-	var ie *InputError
 	switch {
 	case err == nil:
 		return StatusOK
@@ -40,7 +34,7 @@ func Status(err error) int {
 		return StatusOOM
 	case errors.Is(err, os.ErrNotExist):
 		return StatusNotFound
-	case errors.As(err, &ie):
+	case errors.Is(err, errs.ErrInput):
 		return StatusInput
 	}
 	return StatusRuntime

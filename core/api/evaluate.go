@@ -9,7 +9,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/simplescope/simplescope/core/data"
-	"github.com/simplescope/simplescope/core/gptj"
+	"github.com/simplescope/simplescope/core/errs"
 	"github.com/simplescope/simplescope/core/patchscope"
 )
 
@@ -51,7 +51,7 @@ func (s *Session) resolveMethod(sp MethodSpec, prependBOS bool) (patchscope.Meth
 	case sp.Kind == "" && name == "simplescope" && sp.Target == "" && sp.TargetTokens == nil:
 		m.Kind, sp.Target = patchscope.KindPatch, patchscope.SimplescopePrompt
 	case sp.Kind == "" && sp.Target == "" && sp.TargetTokens == nil:
-		return m, nil, inputf("unknown method %q (built-in: logitlens, patchscope, simplescope; a custom method needs a target prompt)", name)
+		return m, nil, errs.Input("unknown method %q (built-in: logitlens, patchscope, simplescope; a custom method needs a target prompt)", name)
 	case sp.Kind == "":
 		m.Kind = patchscope.KindPatch
 	}
@@ -60,7 +60,7 @@ func (s *Session) resolveMethod(sp MethodSpec, prependBOS bool) (patchscope.Meth
 		return m, info, nil
 	}
 	if m.Kind != patchscope.KindPatch {
-		return m, nil, inputf("method %q: unknown kind %q (want logitlens or patch)", name, sp.Kind)
+		return m, nil, errs.Input("method %q: unknown kind %q (want logitlens or patch)", name, sp.Kind)
 	}
 	var prefixBOS []int
 	if prependBOS {
@@ -73,14 +73,14 @@ func (s *Session) resolveMethod(sp MethodSpec, prependBOS bool) (patchscope.Meth
 			text = str
 		}
 		if sp.TargetTokens != nil {
-			return m, nil, inputf("method %q: a placeholder text needs a target text, not tokens (give the placeholder as a token index)", name)
+			return m, nil, errs.Input("method %q: a placeholder text needs a target text, not tokens (give the placeholder as a token index)", name)
 		}
 		if text == "" {
-			return m, nil, inputf("method %q: empty placeholder", name)
+			return m, nil, errs.Input("method %q: empty placeholder", name)
 		}
 		at := strings.LastIndex(sp.Target, text)
 		if at < 0 {
-			return m, nil, inputf("method %q: target prompt %q does not contain its placeholder %q", name, sp.Target, text)
+			return m, nil, errs.Input("method %q: target prompt %q does not contain its placeholder %q", name, sp.Target, text)
 		}
 		tk, err := s.tok()
 		if err != nil {
@@ -92,7 +92,7 @@ func (s *Session) resolveMethod(sp MethodSpec, prependBOS bool) (patchscope.Meth
 	default:
 		idx, ok := toInt(ph)
 		if !ok {
-			return m, nil, inputf("method %q: placeholder must be a text or a token index, got %T", name, ph)
+			return m, nil, errs.Input("method %q: placeholder must be a text or a token index, got %T", name, ph)
 		}
 		toks := sp.TargetTokens
 		if toks == nil {
@@ -103,13 +103,13 @@ func (s *Session) resolveMethod(sp MethodSpec, prependBOS bool) (patchscope.Meth
 			toks = tk.Encode(sp.Target)
 		}
 		if len(toks) == 0 {
-			return m, nil, inputf("method %q: empty target prompt", name)
+			return m, nil, errs.Input("method %q: empty target prompt", name)
 		}
 		if idx < 0 {
 			idx += len(toks)
 		}
 		if idx < 0 || idx >= len(toks) {
-			return m, nil, inputf("method %q: placeholder index %v outside the target prompt of %d tokens", name, ph, len(toks))
+			return m, nil, errs.Input("method %q: placeholder index %v outside the target prompt of %d tokens", name, ph, len(toks))
 		}
 		m.Target = append(prefixBOS, toks...)
 		m.Placeholder = len(prefixBOS) + idx
@@ -121,12 +121,12 @@ func (s *Session) resolveMethod(sp MethodSpec, prependBOS bool) (patchscope.Meth
 		case "same", "last", "all":
 			m.TargetMode = tl
 		default:
-			return m, nil, inputf("method %q: target_layer %q (want same, last, all or a layer index)", name, tl)
+			return m, nil, errs.Input("method %q: target_layer %q (want same, last, all or a layer index)", name, tl)
 		}
 	default:
 		l, ok := toInt(tl)
 		if !ok {
-			return m, nil, inputf("method %q: target_layer must be same, last, all or a layer index, got %T", name, tl)
+			return m, nil, errs.Input("method %q: target_layer must be same, last, all or a layer index, got %T", name, tl)
 		}
 		m.TargetMode, m.TargetLayer = patchscope.TargetFixed, l
 	}
@@ -166,7 +166,7 @@ func toInt(v any) (int, bool) {
 
 func (s *Session) prompts(texts []string, tokens [][]int, prependBOS, truncate bool) ([][]int, int, error) {
 	if texts != nil && tokens != nil {
-		return nil, 0, inputf("give prompts as texts or as tokens, not both")
+		return nil, 0, errs.Input("give prompts as texts or as tokens, not both")
 	}
 	var out [][]int
 	if texts != nil {
@@ -176,7 +176,7 @@ func (s *Session) prompts(texts []string, tokens [][]int, prependBOS, truncate b
 		}
 		for i, t := range texts {
 			if t == "" {
-				return nil, 0, inputf("prompt %d is an empty string", i)
+				return nil, 0, errs.Input("prompt %d is an empty string", i)
 			}
 			ids := tk.Encode(t)
 			if prependBOS {
@@ -187,7 +187,7 @@ func (s *Session) prompts(texts []string, tokens [][]int, prependBOS, truncate b
 	} else {
 		for i, q := range tokens {
 			if len(q) == 0 {
-				return nil, 0, inputf("prompt %d has no tokens", i)
+				return nil, 0, errs.Input("prompt %d has no tokens", i)
 			}
 			if prependBOS {
 				q = append([]int{s.bos()}, q...)
@@ -196,14 +196,14 @@ func (s *Session) prompts(texts []string, tokens [][]int, prependBOS, truncate b
 		}
 	}
 	if len(out) == 0 {
-		return nil, 0, inputf("no prompts given")
+		return nil, 0, errs.Input("no prompts given")
 	}
 	n := 0
 	ctx := s.Model.Cfg.NPositions
 	for i := range out {
 		if len(out[i]) > ctx {
 			if !truncate {
-				return nil, 0, inputf("prompt %d has %d tokens, more than the model's context of %d (pass truncate=True to cut it)", i, len(out[i]), ctx)
+				return nil, 0, errs.Input("prompt %d has %d tokens, more than the model's context of %d (pass truncate=True to cut it)", i, len(out[i]), ctx)
 			}
 			out[i] = out[i][:ctx]
 			n++
@@ -222,7 +222,7 @@ func (s *Session) evaluate(ctx context.Context, req []byte, progress func(int64,
 		return nil, err
 	}
 	if len(r.Methods) == 0 {
-		return nil, inputf("no methods given")
+		return nil, errs.Input("no methods given")
 	}
 	var methods []patchscope.Method
 	var infos []map[string]any
@@ -244,9 +244,6 @@ func (s *Session) evaluate(ctx context.Context, req []byte, progress func(int64,
 	}
 	res, err := patchscope.Evaluate(ctx, s.Model, er)
 	if err != nil {
-		if Status(err) == StatusRuntime && isValidation(err) {
-			return nil, &InputError{err}
-		}
 		return nil, err
 	}
 	n, nl := int64(res.NPrompts), int64(len(res.Layers))
@@ -285,13 +282,6 @@ func (s *Session) evaluate(ctx context.Context, req []byte, progress func(int64,
 	}, nil
 }
 
-// isValidation reports requests the engine or the model refused.
-func isValidation(err error) bool {
-	var ve *patchscope.ValidationError
-	var ge *gptj.InputError
-	return errors.As(err, &ve) || errors.As(err, &ge)
-}
-
 func parsePositions(v any, n, nLayersReq, nLayer int) (patchscope.Positions, error) {
 	switch x := v.(type) {
 	case nil:
@@ -301,21 +291,21 @@ func parsePositions(v any, n, nLayersReq, nLayer int) (patchscope.Positions, err
 		case "random", "last":
 			return patchscope.Positions{Mode: x}, nil
 		}
-		return patchscope.Positions{}, inputf("positions %q (want random, last or an array)", x)
+		return patchscope.Positions{}, errs.Input("positions %q (want random, last or an array)", x)
 	case map[string]any:
 		b, _ := msgpack.Marshal(x)
 		var a Array
 		if err := msgpack.Unmarshal(b, &a); err != nil {
-			return patchscope.Positions{}, inputf("positions: %v", err)
+			return patchscope.Positions{}, errs.Input("positions: %v", err)
 		}
 		vals, err := a.Ints()
 		if err != nil {
-			return patchscope.Positions{}, inputf("positions: %v", err)
+			return patchscope.Positions{}, errs.Input("positions: %v", err)
 		}
 		switch len(a.Shape) {
 		case 1:
 			if a.Shape[0] != int64(n) {
-				return patchscope.Positions{}, inputf("positions: %d given for %d prompts", a.Shape[0], n)
+				return patchscope.Positions{}, errs.Input("positions: %d given for %d prompts", a.Shape[0], n)
 			}
 			return patchscope.Positions{Mode: patchscope.PosGiven, PerPrompt: vals}, nil
 		case 2:
@@ -324,7 +314,7 @@ func parsePositions(v any, n, nLayersReq, nLayer int) (patchscope.Positions, err
 				nl = nLayer
 			}
 			if a.Shape[0] != int64(n) || a.Shape[1] != int64(nl) {
-				return patchscope.Positions{}, inputf("positions: shape %v, want [%d, %d] (prompts, layers)", a.Shape, n, nl)
+				return patchscope.Positions{}, errs.Input("positions: shape %v, want [%d, %d] (prompts, layers)", a.Shape, n, nl)
 			}
 			rows := make([][]int, n)
 			for i := range rows {
@@ -332,9 +322,9 @@ func parsePositions(v any, n, nLayersReq, nLayer int) (patchscope.Positions, err
 			}
 			return patchscope.Positions{Mode: patchscope.PosGiven, PerPromptLayer: rows}, nil
 		}
-		return patchscope.Positions{}, inputf("positions: array of %d dimensions (want 1 or 2)", len(a.Shape))
+		return patchscope.Positions{}, errs.Input("positions: array of %d dimensions (want 1 or 2)", len(a.Shape))
 	}
-	return patchscope.Positions{}, inputf("positions: unsupported type %T", v)
+	return patchscope.Positions{}, errs.Input("positions: unsupported type %T", v)
 }
 
 func (s *Session) inspect(ctx context.Context, req []byte, _ func(int64, int64)) (any, error) {
@@ -369,7 +359,7 @@ func (s *Session) inspect(ctx context.Context, req []byte, _ func(int64, int64))
 			pos += len(prompt)
 		}
 		if pos < 0 || pos >= len(prompt) {
-			return nil, inputf("position %d out of range for a prompt of %d tokens", *r.Position, len(prompt))
+			return nil, errs.Input("position %d out of range for a prompt of %d tokens", *r.Position, len(prompt))
 		}
 	}
 	var methods []patchscope.Method
@@ -385,9 +375,6 @@ func (s *Session) inspect(ctx context.Context, req []byte, _ func(int64, int64))
 	}
 	ins, err := patchscope.Inspect(ctx, s.Model, prompt, pos, r.Layers, methods, r.K)
 	if err != nil {
-		if isValidation(err) {
-			return nil, &InputError{err}
-		}
 		return nil, err
 	}
 	type topk struct {
@@ -422,7 +409,7 @@ func loadData(req []byte) (any, error) {
 	if r.Preset != "" {
 		p, perr := data.PresetByName(r.Preset)
 		if perr != nil {
-			return nil, &InputError{perr}
+			return nil, errs.AsInput(perr)
 		}
 		docs, err = p.Apply(r.Path)
 		preset = map[string]any{"name": p.Name, "prepend_bos": p.PrependBOS, "seed": p.Seed, "positions": p.Positions}
@@ -431,7 +418,7 @@ func loadData(req []byte) (any, error) {
 	}
 	if err != nil {
 		if Status(err) == StatusRuntime {
-			return nil, &InputError{err}
+			return nil, errs.AsInput(err)
 		}
 		return nil, err
 	}
@@ -461,7 +448,7 @@ func readAll(path string, max int) ([]data.Doc, error) {
 		docs = append(docs, d)
 	}
 	if len(docs) == 0 {
-		return nil, inputf("%s: no documents", path)
+		return nil, errs.Input("%s: no documents", path)
 	}
 	return docs, nil
 }

@@ -2,16 +2,17 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/simplescope/simplescope/core/errs"
 	"github.com/simplescope/simplescope/core/gptj"
 	"github.com/simplescope/simplescope/core/tokenizer"
 	"github.com/simplescope/simplescope/core/torch"
@@ -33,30 +34,30 @@ type Session struct {
 func Open(path, device, dtype string) (*Session, error) {
 	dev, err := torch.ParseDevice(device)
 	if err != nil {
-		return nil, &InputError{err}
+		return nil, errs.AsInput(err)
 	}
 	dt, err := torch.ParseDType(dtype)
 	if err != nil {
-		return nil, &InputError{err}
+		return nil, errs.AsInput(err)
 	}
 	if dt != torch.Float32 && dt != torch.Float16 && dt != torch.BFloat16 {
-		return nil, inputf("dtype %s not supported (want float32, float16 or bfloat16)", dt)
+		return nil, errs.Input("dtype %s not supported (want float32, float16 or bfloat16)", dt)
 	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("model folder %s: %w", path, err)
 	}
 	if !st.IsDir() {
-		return nil, inputf("model path %s is not a folder", path)
+		return nil, errs.Input("model path %s is not a folder", path)
 	}
 	if err := torch.CheckDevice(dev); err != nil {
-		return nil, &InputError{err}
+		return nil, errs.AsInput(err)
 	}
 	m, err := gptj.Load(path, dt, dev)
 	if err != nil {
 		if Status(err) == StatusRuntime {
 			// a broken config, a missing or misshapen tensor, a corrupt file: the input's fault
-			return nil, &InputError{err}
+			return nil, errs.AsInput(err)
 		}
 		return nil, err
 	}
@@ -89,7 +90,7 @@ func (s *Session) Close() {
 
 func (s *Session) tok() (*tokenizer.Tokenizer, error) {
 	if s.Tok == nil {
-		return nil, inputf("this model has no usable tokenizer (%v): pass token ids instead of text", s.TokErr)
+		return nil, errs.Input("this model has no usable tokenizer (%v): pass token ids instead of text", s.TokErr)
 	}
 	return s.Tok, nil
 }
@@ -108,17 +109,39 @@ var handlers = map[string]Handler{
 	"load_data": func(_ *Session, _ context.Context, req []byte, _ func(int64, int64)) (any, error) {
 		return loadData(req)
 	},
-	"debug.panic": func(*Session, context.Context, []byte, func(int64, int64)) (any, error) {
+	debugPanic: func(*Session, context.Context, []byte, func(int64, int64)) (any, error) {
 		panic("deliberate panic requested by debug.panic")
 	},
 }
 
-// Methods lists the known method names.
+// debugPanic panics on purpose (tests of the panic path). It is served only while the
+// environment variable DebugPanicEnv is "1" at the time of the call.
+const debugPanic = "debug.panic"
+
+// DebugPanicEnv names the environment variable that turns on the debug.panic method.
+const DebugPanicEnv = "SIMPLESCOPE_DEBUG_PANIC"
+
+// Getenv reads an environment variable when a call needs it. capi replaces it with the C
+// library's getenv: in a c-shared library os.Getenv sees the environment as it was when the
+// library loaded, and a test (Python's monkeypatch.setenv) may set the variable later.
+var Getenv = os.Getenv
+
+// served reports whether method is served now.
+func served(method string) bool {
+	_, ok := handlers[method]
+	return ok && (method != debugPanic || Getenv(DebugPanicEnv) == "1")
+}
+
+// Methods lists the methods served now, sorted (debug.panic only while DebugPanicEnv is "1").
+// docs/capi.md documents each of them (TestCAPIDocs).
 func Methods() []string {
 	var out []string
 	for k := range handlers {
-		out = append(out, k)
+		if served(k) {
+			out = append(out, k)
+		}
 	}
+	sort.Strings(out)
 	return out
 }
 
@@ -127,16 +150,19 @@ func Methods() []string {
 func Call(ctx context.Context, s *Session, method string, req []byte, progress func(done, total int64)) ([]byte, error) {
 	h, ok := handlers[method]
 	if !ok {
-		return nil, inputf("unknown method %q", method)
+		return nil, errs.Input("unknown method %q", method)
 	}
-	if s == nil && method != "load_data" && method != "debug.panic" {
-		return nil, inputf("method %q needs a model", method)
+	if !served(method) {
+		return nil, errs.Input("unknown method %q (served only while %s=1)", method, DebugPanicEnv)
+	}
+	if s == nil && method != "load_data" && method != debugPanic {
+		return nil, errs.Input("method %q needs a model", method)
 	}
 	if s != nil {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 		if s.closed {
-			return nil, inputf("the model is closed")
+			return nil, errs.Input("the model is closed")
 		}
 	}
 	// The caller's torch thread count, applied on this OS thread: OpenMP keeps the count per
@@ -152,11 +178,11 @@ func Call(ctx context.Context, s *Session, method string, req []byte, progress f
 		// bounded: the count is process-wide state, and OpenMP aborts the process when it cannot
 		// create the threads asked for
 		if limit := 2 * runtime.NumCPU(); th.NumThreads < 1 || th.NumThreads > limit {
-			return nil, inputf("num_threads %d out of range [1, %d]", th.NumThreads, limit)
+			return nil, errs.Input("num_threads %d out of range [1, %d]", th.NumThreads, limit)
 		}
 		if th.NumThreads != torch.NumThreads() {
 			if err := torch.SetNumThreads(th.NumThreads); err != nil {
-				return nil, &InputError{err}
+				return nil, errs.AsInput(err)
 			}
 		}
 	}
@@ -175,14 +201,14 @@ func decode(req []byte, v any) (err error) {
 	// "reflect.Value.SetInt using unaddressable value"); bad input must be an input error.
 	defer func() {
 		if p := recover(); p != nil {
-			err = inputf("bad request: %v", p)
+			err = errs.Input("bad request: %v", p)
 		}
 	}()
 	if err := checkLengths(req); err != nil {
-		return inputf("bad request: %v", err)
+		return errs.Input("bad request: %v", err)
 	}
 	if err := msgpack.Unmarshal(req, v); err != nil {
-		return inputf("bad request: %v", err)
+		return errs.Input("bad request: %v", err)
 	}
 	return nil
 }
@@ -247,7 +273,7 @@ func (s *Session) decode(_ context.Context, req []byte, _ func(int64, int64)) (a
 	texts := make([]string, len(r.IDs))
 	for i, ids := range r.IDs {
 		if texts[i], err = tk.Decode(ids); err != nil {
-			return nil, &InputError{err}
+			return nil, errs.AsInput(err)
 		}
 	}
 	return map[string]any{"texts": texts}, nil
@@ -267,7 +293,7 @@ func (s *Session) tokenStrings(_ context.Context, req []byte, _ func(int64, int6
 	out := make([]string, len(r.IDs))
 	for i, id := range r.IDs {
 		if id < 0 || id >= s.Model.Cfg.VocabSize {
-			return nil, inputf("token id %d out of range [0, %d)", id, s.Model.Cfg.VocabSize)
+			return nil, errs.Input("token id %d out of range [0, %d)", id, s.Model.Cfg.VocabSize)
 		}
 		out[i] = tk.TokenString(id)
 	}
@@ -283,7 +309,7 @@ func (s *Session) runWithCache(ctx context.Context, req []byte, _ func(int64, in
 		return nil, err
 	}
 	if len(r.Tokens) == 0 {
-		return nil, inputf("no token sequences given")
+		return nil, errs.Input("no token sequences given")
 	}
 	L := s.Model.Cfg.NLayer
 	layers := map[int]bool{}
@@ -301,12 +327,12 @@ func (s *Session) runWithCache(ctx context.Context, req []byte, _ func(int64, in
 	}
 	for i, q := range r.Tokens {
 		if len(q) == 0 {
-			return nil, inputf("token sequence %d is empty", i)
+			return nil, errs.Input("token sequence %d is empty", i)
 		}
 	}
 	out, err := s.Model.Forward(ctx, r.Tokens, gptj.Request{Full: true})
 	if err != nil {
-		return nil, asInput(err)
+		return nil, err
 	}
 	defer out.Close()
 	B, T := int64(len(r.Tokens)), int64(out.T)
@@ -333,15 +359,6 @@ func (s *Session) runWithCache(ctx context.Context, req []byte, _ func(int64, in
 	}, nil
 }
 
-// asInput marks the model's refusals (empty batch, token out of range, too long) as input errors.
-func asInput(err error) error {
-	var ge *gptj.InputError
-	if errors.As(err, &ge) {
-		return &InputError{err}
-	}
-	return err
-}
-
 // SiteName is the TransformerLens name of layer l's residual (-1 = hook_embed).
 func SiteName(l int) string {
 	if l < 0 {
@@ -359,9 +376,9 @@ func ParseSite(name string, nLayer int) (int, error) {
 	var rest string
 	if n, _ := fmt.Sscanf(name, "blocks.%d.%s", &l, &rest); n == 2 && rest == "hook_resid_post" {
 		if l < 0 || l >= nLayer {
-			return 0, inputf("site %q: layer %d out of range [0, %d)", name, l, nLayer)
+			return 0, errs.Input("site %q: layer %d out of range [0, %d)", name, l, nLayer)
 		}
 		return l, nil
 	}
-	return 0, inputf("unknown site %q (known: hook_embed, blocks.{l}.hook_resid_post)", name)
+	return 0, errs.Input("unknown site %q (known: hook_embed, blocks.{l}.hook_resid_post)", name)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/simplescope/simplescope/core/errs"
 	"github.com/simplescope/simplescope/core/torch"
 )
 
@@ -80,7 +81,7 @@ func (m *Model) RunBlocks(ctx context.Context, s *torch.Scope, x *torch.Tensor, 
 		return nil, nil
 	}
 	if p.Start < 0 || p.Start > p.End || p.End > m.Cfg.NLayer {
-		s.Fail(inputErr("gptj: blocks [%d, %d) out of range [0, %d)", p.Start, p.End, m.Cfg.NLayer))
+		s.Fail(errs.Input("gptj: blocks [%d, %d) out of range [0, %d)", p.Start, p.End, m.Cfg.NLayer))
 		return nil, nil
 	}
 	var kv *KV

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/simplescope/simplescope/core/errs"
 	"github.com/simplescope/simplescope/core/torch"
 )
 
@@ -44,14 +45,6 @@ func (o *Output) Close() {
 	o.Logits.Close()
 }
 
-// InputError is a request the model refuses (bad tokens, positions, layers, lengths).
-type InputError struct{ Err error }
-
-func (e *InputError) Error() string { return e.Err.Error() }
-func (e *InputError) Unwrap() error { return e.Err }
-
-func inputErr(format string, a ...any) error { return &InputError{fmt.Errorf(format, a...)} }
-
 // batchInput holds a padded batch on the device.
 type batchInput struct {
 	B, T   int
@@ -63,19 +56,19 @@ type batchInput struct {
 
 func (m *Model) prepare(s *torch.Scope, seqs [][]int, leftPad bool) (*batchInput, error) {
 	if len(seqs) == 0 {
-		return nil, inputErr("gptj: empty batch")
+		return nil, errs.Input("gptj: empty batch")
 	}
 	T := 0
 	for i, q := range seqs {
 		if len(q) == 0 {
-			return nil, inputErr("gptj: sequence %d is empty", i)
+			return nil, errs.Input("gptj: sequence %d is empty", i)
 		}
 		if len(q) > m.Cfg.NPositions {
-			return nil, inputErr("gptj: sequence %d has %d tokens, more than the model's context of %d", i, len(q), m.Cfg.NPositions)
+			return nil, errs.Input("gptj: sequence %d has %d tokens, more than the model's context of %d", i, len(q), m.Cfg.NPositions)
 		}
 		for j, id := range q {
 			if id < 0 || id >= m.Cfg.VocabSize {
-				return nil, inputErr("gptj: sequence %d token %d: id %d out of range [0, %d)", i, j, id, m.Cfg.VocabSize)
+				return nil, errs.Input("gptj: sequence %d token %d: id %d out of range [0, %d)", i, j, id, m.Cfg.VocabSize)
 			}
 		}
 		T = max(T, len(q))
@@ -143,10 +136,10 @@ func (m *Model) rows(s *torch.Scope, x *torch.Tensor, pts []Point, in *batchInpu
 func (m *Model) checkPoints(seqs [][]int, pts []Point, what string) error {
 	for _, p := range pts {
 		if p.Seq < 0 || p.Seq >= len(seqs) {
-			return inputErr("gptj: %s: sequence %d out of range [0, %d)", what, p.Seq, len(seqs))
+			return errs.Input("gptj: %s: sequence %d out of range [0, %d)", what, p.Seq, len(seqs))
 		}
 		if p.Pos < 0 || p.Pos >= len(seqs[p.Seq]) {
-			return inputErr("gptj: %s: position %d out of range for sequence %d of length %d", what, p.Pos, p.Seq, len(seqs[p.Seq]))
+			return errs.Input("gptj: %s: position %d out of range for sequence %d of length %d", what, p.Pos, p.Seq, len(seqs[p.Seq]))
 		}
 	}
 	return nil
@@ -157,7 +150,7 @@ func (m *Model) checkPoints(seqs [][]int, pts []Point, what string) error {
 func (m *Model) Forward(ctx context.Context, seqs [][]int, req Request) (out *Output, err error) {
 	for l, pts := range req.Resid {
 		if l < -1 || l >= m.Cfg.NLayer {
-			return nil, inputErr("gptj: layer %d out of range [-1, %d)", l, m.Cfg.NLayer)
+			return nil, errs.Input("gptj: layer %d out of range [-1, %d)", l, m.Cfg.NLayer)
 		}
 		if err := m.checkPoints(seqs, pts, fmt.Sprintf("layer %d", l)); err != nil {
 			return nil, err
@@ -240,13 +233,13 @@ func (m *Model) ComputePrefix(ctx context.Context, ids []int) (*Prefix, error) {
 // checked between blocks.
 func (m *Model) Continue(ctx context.Context, h *torch.Tensor, start int, prefix *Prefix) (*torch.Tensor, error) {
 	if start < 0 || start > m.Cfg.NLayer {
-		return nil, inputErr("gptj: start block %d out of range [0, %d]", start, m.Cfg.NLayer)
+		return nil, errs.Input("gptj: start block %d out of range [0, %d]", start, m.Cfg.NLayer)
 	}
 	s := torch.NewScope()
 	defer s.Close()
 	shape := h.Shape()
 	if len(shape) != 2 || shape[1] != int64(m.Cfg.NEmbd) {
-		return nil, inputErr("gptj: Continue wants hidden states (N, %d), got %v", m.Cfg.NEmbd, shape)
+		return nil, errs.Input("gptj: Continue wants hidden states (N, %d), got %v", m.Cfg.NEmbd, shape)
 	}
 	N := shape[0]
 	x := s.Reshape(h, N, 1, int64(m.Cfg.NEmbd)) // (N, 1, C)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/simplescope/simplescope/core/errs"
 	"github.com/simplescope/simplescope/core/gptj"
 	"github.com/simplescope/simplescope/core/torch"
 )
@@ -37,7 +38,7 @@ func Inspect(ctx context.Context, m *gptj.Model, prompt []int, pos int, layers [
 		return nil, err
 	}
 	if k < 1 || k > m.Cfg.VocabSize {
-		return nil, &ValidationError{fmt.Errorf("k = %d out of range [1, %d]", k, m.Cfg.VocabSize)}
+		return nil, errs.Input("k = %d out of range [1, %d]", k, m.Cfg.VocabSize)
 	}
 	pts := []gptj.Point{{Seq: 0, Pos: pos}}
 	want := map[int][]gptj.Point{}

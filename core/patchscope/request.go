@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+
+	"github.com/simplescope/simplescope/core/errs"
 )
 
 // Position modes.
@@ -55,18 +57,10 @@ func (r *Request) positionOf(d, li, mi int, layer int) int {
 	return g.IntN(n)
 }
 
-// ValidationError is a request the engine refuses (the caller's mistake), as opposed to a
+// validate returns check's refusal as an input error (the caller's mistake), as opposed to a
 // failure while running.
-type ValidationError struct{ Err error }
-
-func (e *ValidationError) Error() string { return e.Err.Error() }
-func (e *ValidationError) Unwrap() error { return e.Err }
-
 func (r *Request) validate(nLayer, vocab, context int) error {
-	if err := r.check(nLayer, vocab, context); err != nil {
-		return &ValidationError{err}
-	}
-	return nil
+	return errs.AsInput(r.check(nLayer, vocab, context))
 }
 
 func (r *Request) check(nLayer, vocab, context int) error {

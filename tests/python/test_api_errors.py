@@ -114,7 +114,15 @@ def test_token_id_out_of_vocab(model):
         model.run_with_cache(list(range(200)))
 
 
-def test_debug_panic_is_internal_error(model):
+def test_debug_panic_is_off_by_default(monkeypatch):
+    monkeypatch.delenv("SIMPLESCOPE_DEBUG_PANIC", raising=False)
+    with pytest.raises(ss.InputError, match='unknown method "debug.panic".*SIMPLESCOPE_DEBUG_PANIC=1'):
+        _native.lib().call(None, "debug.panic")
+
+
+def test_debug_panic_is_internal_error(model, monkeypatch):
+    # read by the library at call time (C getenv), so setting it after the library loaded works
+    monkeypatch.setenv("SIMPLESCOPE_DEBUG_PANIC", "1")
     with pytest.raises(ss.InternalError, match="deliberate panic"):
         _native.lib().call(None, "debug.panic")
     # the library still works afterwards
