@@ -22,11 +22,12 @@ import sys
 import tempfile
 import time
 
+from .methods import BUILTIN_METHODS
+
 PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 DATA_DIR = os.path.join(PKG_DIR, "data")
 TOKENIZER_DIR = os.path.join(DATA_DIR, "tokenizer")
 DEMO_CORPUS = os.path.join(DATA_DIR, "demo.jsonl.zst")
-BUILTIN_METHODS = ("logitlens", "patchscope", "simplescope")
 EXIT_USER = 2
 EXIT_INTERRUPTED = 130
 

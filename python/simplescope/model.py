@@ -9,25 +9,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from . import _native
+from .methods import DEFAULT_METHODS, method_specs
 from .results import Results
-
-BUILTIN_METHODS = ("logitlens", "patchscope", "simplescope")
-DEFAULT_METHODS = BUILTIN_METHODS
-
-
-def _method_spec(m) -> dict:
-    """A method is a built-in name or a dict {name, target, placeholder, target_layer}."""
-    if isinstance(m, str):
-        return {"name": m}
-    if isinstance(m, dict):
-        if "name" not in m:
-            raise ValueError(f"method {m!r} has no 'name'")
-        spec = dict(m)
-        tl = spec.get("target_layer")
-        if tl is not None and not isinstance(tl, (str, int, np.integer)):
-            raise ValueError(f"method {spec['name']!r}: target_layer must be 'same', 'last', 'all' or an int, got {tl!r}")
-        return spec
-    raise TypeError(f"a method is a name or a dict, got {type(m).__name__}")
 
 
 class Model:
@@ -188,9 +171,7 @@ class Model:
         prompts = list(prompts)
         if not prompts:
             raise ValueError("no prompts given (empty list)")
-        if isinstance(methods, (str, dict)):
-            methods = [methods]
-        specs = [_method_spec(m) for m in methods]
+        specs = method_specs(methods)
         if not specs:
             raise ValueError("no methods given")
         req = {"prepend_bos": bool(prepend_bos), "methods": specs, "seed": int(seed),
@@ -245,9 +226,7 @@ class Model:
         import pandas as pd
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        if isinstance(methods, (str, dict)):
-            methods = [methods]
-        req = {"methods": [_method_spec(m) for m in methods], "k": int(k), "prepend_bos": bool(prepend_bos)}
+        req = {"methods": method_specs(methods), "k": int(k), "prepend_bos": bool(prepend_bos)}
         if isinstance(prompt, str):
             req["text"] = prompt
         else:
