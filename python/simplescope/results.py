@@ -78,44 +78,52 @@ class Results:
         self.meta = dict(meta or {})
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"Results: duplicate method names in {self.methods}")
-        tl = dict(target_layers or {})
-        for m in tl:
-            if m not in self.methods:
-                raise ValueError(f"Results: target_layers names method {m!r} which is not in methods {self.methods}")
-        self.target_layers = {m: (None if tl.get(m) is None else [int(t) for t in tl[m]]) for m in self.methods}
-        extra = set(data) - set(self.methods)
-        if extra:
-            raise ValueError(f"Results: data has methods {sorted(extra)} not listed in methods {self.methods}")
-        self._data: dict[str, dict[str, np.ndarray]] = {}
-        n_prompts = None
-        for m in self.methods:
-            if m not in data:
-                raise ValueError(f"Results: no data for method {m!r}")
-            arrays = {}
-            for f in FIELDS:
-                if f not in data[m]:
-                    raise ValueError(f"Results: method {m!r} lacks field {f!r} (needs {', '.join(FIELDS)})")
-            for f, a in data[m].items():
-                a = np.asarray(a)
-                if a.dtype.kind not in "fiub":
-                    raise ValueError(f"Results: {m}.{f} has non-numeric dtype {a.dtype}")
-                want = self._shape(m)
-                ok = a.shape[1:] == want or (self.target_layers[m] is not None and a.shape[1:] == want[:1])
-                if a.ndim < 1 or not ok:
-                    raise ValueError(f"Results: {m}.{f} has shape {a.shape}, want (n_prompts,)+{want}")
-                if n_prompts is None:
-                    n_prompts, first = a.shape[0], f"{m}.{f}"
-                elif a.shape[0] != n_prompts:
-                    raise ValueError(f"Results: {m}.{f} has {a.shape[0]} prompts but {first} has {n_prompts}")
-                arrays[str(f)] = a
-            for f in METRICS:  # metrics must have the full (grid) shape
-                if arrays[f].shape[1:] != self._shape(m):
-                    raise ValueError(f"Results: {m}.{f} has shape {arrays[f].shape}, want (n_prompts,)+{self._shape(m)}")
-            self._data[m] = arrays
+        self.target_layers = _target_layers_by_method(self.methods, target_layers)
+        self._data, n_prompts = self._checked_data(data)
         self.n_prompts = int(n_prompts if n_prompts is not None else self.meta.get("n_prompts", 0))
         self.prec1 = MetricView(self, "prec1")
         self.surprisal = MetricView(self, "surprisal")
         self.paper_surprisal = MetricView(self, "paper_surprisal")
+
+    # ---------------------------------------------------------------- checks of the constructor
+    def _checked_data(self, data) -> tuple[dict[str, dict[str, np.ndarray]], int | None]:
+        """The arrays of every method, checked, and the number of prompts (None without arrays)."""
+        extra = set(data) - set(self.methods)
+        if extra:
+            raise ValueError(f"Results: data has methods {sorted(extra)} not listed in methods {self.methods}")
+        out, first = {}, None  # first: (name, n_prompts) of the first array
+        for m in self.methods:
+            if m not in data:
+                raise ValueError(f"Results: no data for method {m!r}")
+            _check_required_fields(m, data[m])
+            arrays = {}
+            for f, a in data[m].items():
+                a = self._checked_array(m, f, a)
+                first = first or (f"{m}.{f}", a.shape[0])
+                if a.shape[0] != first[1]:
+                    raise ValueError(f"Results: {m}.{f} has {a.shape[0]} prompts but {first[0]} has {first[1]}")
+                arrays[str(f)] = a
+            self._check_metric_shapes(m, arrays)
+            out[m] = arrays
+        return out, (None if first is None else first[1])
+
+    def _checked_array(self, m: str, f, a) -> np.ndarray:
+        """``a`` as an array if it is numeric and (n_prompts,) + the method's shape (or, for a grid
+        method, + (n_layers,): a per-source-layer field)."""
+        a = np.asarray(a)
+        if a.dtype.kind not in "fiub":
+            raise ValueError(f"Results: {m}.{f} has non-numeric dtype {a.dtype}")
+        want = self._shape(m)
+        ok = a.shape[1:] == want or (self.target_layers[m] is not None and a.shape[1:] == want[:1])
+        if a.ndim < 1 or not ok:
+            raise ValueError(f"Results: {m}.{f} has shape {a.shape}, want (n_prompts,)+{want}")
+        return a
+
+    def _check_metric_shapes(self, m: str, arrays: dict) -> None:
+        """Metrics must have the method's full (grid) shape."""
+        for f in METRICS:
+            if arrays[f].shape[1:] != self._shape(m):
+                raise ValueError(f"Results: {m}.{f} has shape {arrays[f].shape}, want (n_prompts,)+{self._shape(m)}")
 
     # ---------------------------------------------------------------- access
     def _shape(self, method: str) -> tuple:
@@ -167,62 +175,66 @@ class Results:
         import pandas as pd
 
         grid = bool(self.grid_methods)
-        frames = []
-        for m in self.methods:
-            shape = self._shape(m)
-            idx = np.indices(shape).reshape(len(shape), -1)  # (ndim, cells)
-            cols = {}
-            if per_example:
-                P = self.n_prompts
-                cols["method"] = np.full(P * idx.shape[1], m, dtype=object)
-                cols["prompt"] = np.repeat(np.arange(P, dtype=np.int64), idx.shape[1])
-                layer_i = np.tile(idx[0], P)
-                target_i = np.tile(idx[1], P) if len(shape) == 2 else None
-            else:
-                cols["method"] = np.full(idx.shape[1], m, dtype=object)
-                layer_i, target_i = idx[0], (idx[1] if len(shape) == 2 else None)
-            cols["layer"] = np.asarray(self.layers, dtype=np.int64)[layer_i]
-            if grid:
-                if target_i is None:
-                    cols["target_layer"] = pd.array([pd.NA] * len(layer_i), dtype="Int64")
-                else:
-                    cols["target_layer"] = pd.array(np.asarray(self.target_layers[m], dtype=np.int64)[target_i], dtype="Int64")
-            if per_example:
-                for f, a in self._data[m].items():
-                    if a.shape[1:] != shape:  # per-source-layer array of a grid method: broadcast
-                        a = np.broadcast_to(a[..., None], a.shape + shape[1:])
-                    cols[f] = a.reshape(-1)
-            else:
-                for f in METRICS:
-                    cols[f] = getattr(self, f)[m].reshape(-1)
-                cols["n"] = self.counts(m).reshape(-1)
-            frames.append(pd.DataFrame(cols))
+        frames = [pd.DataFrame(self._columns(m, per_example, grid)) for m in self.methods]
         if not frames:
             return pd.DataFrame(columns=["method", "layer"] + list(METRICS) + ["n"])
         return pd.concat(frames, ignore_index=True)
 
+    def _columns(self, m: str, per_example: bool, grid: bool) -> dict:
+        """The to_pandas columns of one method's rows."""
+        cols, layer_i, target_i = self._key_columns(m, per_example)
+        cols["layer"] = np.asarray(self.layers, dtype=np.int64)[layer_i]
+        if grid:
+            cols["target_layer"] = self._target_layer_column(m, layer_i, target_i)
+        cols.update(self._example_columns(m) if per_example else self._mean_columns(m))
+        return cols
+
+    def _key_columns(self, m: str, per_example: bool) -> tuple[dict, np.ndarray, np.ndarray | None]:
+        """The method (and prompt) columns of one method's rows, and each row's layer index and
+        target-layer index (None for an ordinary method)."""
+        shape = self._shape(m)
+        idx = np.indices(shape).reshape(len(shape), -1)  # (ndim, cells)
+        target_i = idx[1] if len(shape) == 2 else None
+        if not per_example:
+            return {"method": np.full(idx.shape[1], m, dtype=object)}, idx[0], target_i
+        P = self.n_prompts
+        cols = {"method": np.full(P * idx.shape[1], m, dtype=object),
+                "prompt": np.repeat(np.arange(P, dtype=np.int64), idx.shape[1])}
+        return cols, np.tile(idx[0], P), (None if target_i is None else np.tile(target_i, P))
+
+    def _target_layer_column(self, m: str, layer_i: np.ndarray, target_i: np.ndarray | None):
+        """Nullable target layers (NA for the rows of an ordinary method)."""
+        import pandas as pd
+
+        if target_i is None:
+            return pd.array([pd.NA] * len(layer_i), dtype="Int64")
+        return pd.array(np.asarray(self.target_layers[m], dtype=np.int64)[target_i], dtype="Int64")
+
+    def _example_columns(self, m: str) -> dict:
+        """Every field of one method, flattened to one value a (prompt, layer[, target]) row."""
+        shape = self._shape(m)
+        cols = {}
+        for f, a in self._data[m].items():
+            if a.shape[1:] != shape:  # per-source-layer array of a grid method: broadcast
+                a = np.broadcast_to(a[..., None], a.shape + shape[1:])
+            cols[f] = a.reshape(-1)
+        return cols
+
+    def _mean_columns(self, m: str) -> dict:
+        """The per-layer means of one method and the number of prompts behind each."""
+        cols = {f: getattr(self, f)[m].reshape(-1) for f in METRICS}
+        cols["n"] = self.counts(m).reshape(-1)
+        return cols
+
     def table(self, metric=None) -> str:
         """Plain-text per-layer table (layers as rows, methods x metrics as columns)."""
-        metrics = ("prec1", "surprisal") if metric is None else ((metric,) if isinstance(metric, str) else tuple(metric))
-        for mt in metrics:
-            check_metric(mt)
+        metrics = _table_metrics(metric)
         lines = self.line_methods
         head = ["layer"] + [f"{m} {mt}" for mt in metrics for m in lines]
-        rows = []
-        for i, layer in enumerate(self.layers):
-            row = [str(layer)]
-            for mt in metrics:
-                for m in lines:
-                    v = float(getattr(self, mt)[m][i])
-                    row.append("nan" if math.isnan(v) else (f"{v:.3f}" if mt == "prec1" else f"{v:.2f}"))
-            rows.append(row)
+        rows = [[str(layer)] + [_cell(getattr(self, mt)[m][i], mt) for mt in metrics for m in lines]
+                for i, layer in enumerate(self.layers)]
         if lines:
-            row = ["mean"]
-            for mt in metrics:
-                for m in lines:
-                    v = float(nanmean0(getattr(self, mt)[m])[0]) if len(self.layers) else float("nan")
-                    row.append("nan" if math.isnan(v) else (f"{v:.3f}" if mt == "prec1" else f"{v:.2f}"))
-            rows.append(row)
+            rows.append(["mean"] + [_cell(self._mean_over_layers(mt, m), mt) for mt in metrics for m in lines])
         widths = [max(len(r[j]) for r in [head] + rows) for j in range(len(head))]
         fmt = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths))
         out = [f"{self.n_prompts} prompts, {len(self.layers)} layers", fmt(head), fmt(["-" * w for w in widths])]
@@ -232,6 +244,10 @@ class Results:
         if self.grid_methods:
             out.append(f"grid methods (see to_pandas / plot(method=...)): {', '.join(self.grid_methods)}")
         return "\n".join(out)
+
+    def _mean_over_layers(self, metric: str, m: str) -> float:
+        """The mean of a line method's per-layer means (NaN without layers)."""
+        return float(nanmean0(getattr(self, metric)[m])[0]) if len(self.layers) else float("nan")
 
     def plot(self, metric: str = "prec1", ax=None, path=None, method=None, title=None):
         """Lines across layers for the ordinary methods, or a heatmap for ``method=<grid method>``;
@@ -279,3 +295,34 @@ class Results:
     def load(cls, path) -> "Results":
         """Read a file written by :meth:`save` (.json, .msgpack or a directory holding one)."""
         return results_io.load(path, cls)
+
+
+# -------------------------------------------------------------------- helpers
+
+def _target_layers_by_method(methods: list[str], target_layers) -> dict[str, list[int] | None]:
+    """Every method's target layer ids (None for an ordinary method), checked against ``methods``."""
+    tl = dict(target_layers or {})
+    for m in tl:
+        if m not in methods:
+            raise ValueError(f"Results: target_layers names method {m!r} which is not in methods {methods}")
+    return {m: (None if tl.get(m) is None else [int(t) for t in tl[m]]) for m in methods}
+
+
+def _check_required_fields(m: str, arrays) -> None:
+    for f in FIELDS:
+        if f not in arrays:
+            raise ValueError(f"Results: method {m!r} lacks field {f!r} (needs {', '.join(FIELDS)})")
+
+
+def _table_metrics(metric) -> tuple[str, ...]:
+    """The metrics a table shows: prec1 and surprisal by default, or the one or several named."""
+    metrics = ("prec1", "surprisal") if metric is None else ((metric,) if isinstance(metric, str) else tuple(metric))
+    for mt in metrics:
+        check_metric(mt)
+    return metrics
+
+
+def _cell(v, metric: str) -> str:
+    """A table cell: prec1 with 3 decimals, surprisals with 2, "nan" where there is no value."""
+    v = float(v)
+    return "nan" if math.isnan(v) else (f"{v:.3f}" if metric == "prec1" else f"{v:.2f}")
