@@ -86,8 +86,14 @@ class Model:
         return int(self.config["n_layer"])
 
     # tokens --------------------------------------------------------------------------------
-    def tokenize(self, text: str | Sequence[str], prepend_bos: bool = False):
-        """Token ids of a text (list[int]) or of each text in a list (list[list[int]])."""
+    # The public names are TransformerLens's (to_tokens, to_string, to_str_tokens); simplescope's
+    # own names tokenize and decode are aliases of the same functions.  Unlike TransformerLens,
+    # to_tokens returns lists and adds BOS only when asked (prepend_bos=False by default).
+    def to_tokens(self, text: str | Sequence[str], prepend_bos: bool = False):
+        """Token ids of a text (list[int]) or of each text in a list (list[list[int]]).
+
+        TransformerLens's name; ``tokenize`` is an alias.  BOS is prepended only with
+        ``prepend_bos=True`` and the result is a list, not a tensor."""
         single = isinstance(text, str)
         texts = [text] if single else list(text)
         for i, t in enumerate(texts):
@@ -96,15 +102,22 @@ class Model:
         ids = self._call("tokenize", {"texts": texts, "prepend_bos": bool(prepend_bos)})["ids"]
         return ids[0] if single else ids
 
-    def decode(self, ids) -> str:
-        """The text of a token id sequence."""
+    def to_string(self, ids) -> str:
+        """The text of a token id sequence (any array-like; it is flattened).
+
+        TransformerLens's name; ``decode`` is an alias."""
         ids = [int(i) for i in np.asarray(ids).reshape(-1)]
         return self._call("decode", {"ids": [ids]})["texts"][0]
 
     def to_str_tokens(self, ids) -> list[str]:
-        """The display string of each token id."""
+        """The display string of each token id (TransformerLens's name; it takes ids here)."""
         ids = [int(i) for i in np.asarray(ids).reshape(-1)]
         return self._call("token_strings", {"ids": ids})["tokens"]
+
+    #: simplescope's name for :meth:`to_tokens` (the same function).
+    tokenize = to_tokens
+    #: simplescope's name for :meth:`to_string` (the same function).
+    decode = to_string
 
     def _as_token_lists(self, tokens) -> list[list[int]]:
         if isinstance(tokens, str):
@@ -127,18 +140,20 @@ class Model:
         return [[int(t) for t in seq] for seq in tokens]
 
     # forward -------------------------------------------------------------------------------
-    def run_with_cache(self, tokens, names: Iterable[str] | None = None, return_type: str = "torch"):
+    def run_with_cache(self, tokens, names_filter: Iterable[str] | None = None, return_type: str = "torch",
+                       *, names: Iterable[str] | None = None):
         """Runs the model and returns (logits, cache) like TransformerLens.
 
         tokens: a list of ids, a list of lists (right-padded internally), a [batch, pos] array or
         tensor. logits: [batch, pos, vocab] float32; cache[name]: [batch, pos, d_model] for
-        "hook_embed" and "blocks.{l}.hook_resid_post" (all of them unless `names` limits it).
+        "hook_embed" and "blocks.{l}.hook_resid_post" (all of them unless `names_filter`, a list
+        of those names, limits it; ``names`` is simplescope's alias of that keyword).
         Positions past a sequence's length are padding. return_type "torch" or "numpy".
         """
-        seqs = self._as_token_lists(tokens)
-        req = {"tokens": seqs}
-        if names is not None:
-            req["names"] = list(names)
+        names_filter = _alias_keyword("names_filter", names_filter, "names", names)
+        req = {"tokens": self._as_token_lists(tokens)}
+        if names_filter is not None:
+            req["names"] = list(names_filter)
         out = self._call("run_with_cache", req)
         logits = _native.array(out["logits"])
         cache = {k: _native.array(v) for k, v in out["cache"].items()}
@@ -266,6 +281,15 @@ class Cache(dict):
             return super().__getitem__(key)
         except KeyError:
             raise KeyError(f"{key!r} not in cache; known: {', '.join(sorted(self))}") from None
+
+
+def _alias_keyword(name: str, value, alias: str, alias_value):
+    """The value of a keyword given under its name or its alias (not both)."""
+    if alias_value is None:
+        return value
+    if value is not None:
+        raise TypeError(f"give {name} or its alias {alias}, not both")
+    return alias_value
 
 
 def _results_from(out: dict, model: Model | None, prepend_bos, seed, positions) -> Results:
