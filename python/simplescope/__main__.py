@@ -22,11 +22,12 @@ import sys
 import tempfile
 import time
 
+from .methods import BUILTIN_METHODS
+
 PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 DATA_DIR = os.path.join(PKG_DIR, "data")
 TOKENIZER_DIR = os.path.join(DATA_DIR, "tokenizer")
 DEMO_CORPUS = os.path.join(DATA_DIR, "demo.jsonl.zst")
-BUILTIN_METHODS = ("logitlens", "patchscope", "simplescope")
 EXIT_USER = 2
 EXIT_INTERRUPTED = 130
 
@@ -194,9 +195,29 @@ def run_eval(model_dir: str, data: str, out: str, preset=None, methods=BUILTIN_M
              progress=True, stdout=None):
     """Reads the corpus, evaluates, writes the files and prints the table; returns the Results."""
     from . import data_io
-    from .model import load
 
     stdout = stdout or sys.stdout
+    _check_eval_args(model_dir, out, max_docs, positions)
+    texts, settings = data_io.load_corpus(data, preset=preset, max_docs=max_docs or 0)
+    settings = settings or {}
+    prepend_bos = settings.get("prepend_bos", True) if bos is None else bos
+    positions = positions or settings.get("positions") or "random"
+    seed = int(settings.get("seed", 42) if seed is None else seed)
+    _log(f"{len(texts)} documents from {data}" + (f" (preset {preset})" if preset else ""))
+    res = _evaluate_folder(model_dir, device, dtype, texts, methods=list(methods), positions=positions,
+                           seed=seed, prepend_bos=prepend_bos, layers=layers, progress=progress)
+    res.meta.update({"data": os.path.abspath(data), "preset": preset, "max_docs": max_docs or 0,
+                     "device": device, "dtype": dtype})
+    _log_run(res)
+    written = write_outputs(res, out)
+    print(res.table(), file=stdout)
+    print("wrote " + ", ".join(written), file=stdout)
+    return res
+
+
+def _check_eval_args(model_dir: str, out: str, max_docs, positions) -> None:
+    """UserError for an --out that is a file, a negative --max-docs, an unknown --positions or a
+    model path that is not a folder."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out} exists and is not a folder")
     if max_docs is not None and max_docs < 0:
@@ -207,32 +228,29 @@ def run_eval(model_dir: str, data: str, out: str, preset=None, methods=BUILTIN_M
         raise UserError(f"model folder {model_dir} does not exist")
     if not os.path.isdir(model_dir):
         raise UserError(f"model path {model_dir} is not a folder")
-    texts, settings = data_io.load_corpus(data, preset=preset, max_docs=max_docs or 0)
-    settings = settings or {}
-    prepend_bos = settings.get("prepend_bos", True) if bos is None else bos
-    positions = positions or settings.get("positions") or "random"
-    seed = int(settings.get("seed", 42) if seed is None else seed)
-    _log(f"{len(texts)} documents from {data}" + (f" (preset {preset})" if preset else ""))
+
+
+def _evaluate_folder(model_dir: str, device: str, dtype: str, texts, **evaluate_args):
+    """Loads the model, evaluates the texts and frees the model again."""
+    from .model import load
+
     t0 = time.perf_counter()
     model = load(model_dir, device=device, dtype=dtype)
     _log(f"loaded {model_dir}: {model.n_layers} layers, n_embd {model.config['n_embd']}, "
          f"{device}, {dtype} ({time.perf_counter() - t0:.1f} s)")
     try:
-        res = model.evaluate(texts, methods=list(methods), positions=positions, seed=seed,
-                             prepend_bos=prepend_bos, layers=layers, progress=progress)
+        return model.evaluate(texts, **evaluate_args)
     finally:
         model.close()
-    res.meta.update({"data": os.path.abspath(data), "preset": preset, "max_docs": max_docs or 0,
-                     "device": device, "dtype": dtype})
+
+
+def _log_run(res) -> None:
+    """Notes on stderr: documents cut to the context, and the evaluation's time."""
     if res.meta.get("n_truncated"):
         _log(f"note: {res.meta['n_truncated']} documents were cut to the model's context")
     stats = res.meta.get("stats") or {}
     if stats.get("seconds") is not None:
         _log(f"evaluated in {stats['seconds']:.2f} s")
-    written = write_outputs(res, out)
-    print(res.table(), file=stdout)
-    print("wrote " + ", ".join(written), file=stdout)
-    return res
 
 
 def write_outputs(res, out: str) -> list[str]:

@@ -9,25 +9,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from . import _native
+from .methods import DEFAULT_METHODS, method_specs
 from .results import Results
-
-BUILTIN_METHODS = ("logitlens", "patchscope", "simplescope")
-DEFAULT_METHODS = BUILTIN_METHODS
-
-
-def _method_spec(m) -> dict:
-    """A method is a built-in name or a dict {name, target, placeholder, target_layer}."""
-    if isinstance(m, str):
-        return {"name": m}
-    if isinstance(m, dict):
-        if "name" not in m:
-            raise ValueError(f"method {m!r} has no 'name'")
-        spec = dict(m)
-        tl = spec.get("target_layer")
-        if tl is not None and not isinstance(tl, (str, int, np.integer)):
-            raise ValueError(f"method {spec['name']!r}: target_layer must be 'same', 'last', 'all' or an int, got {tl!r}")
-        return spec
-    raise TypeError(f"a method is a name or a dict, got {type(m).__name__}")
 
 
 class Model:
@@ -103,8 +86,14 @@ class Model:
         return int(self.config["n_layer"])
 
     # tokens --------------------------------------------------------------------------------
-    def tokenize(self, text: str | Sequence[str], prepend_bos: bool = False):
-        """Token ids of a text (list[int]) or of each text in a list (list[list[int]])."""
+    # The public names are TransformerLens's (to_tokens, to_string, to_str_tokens); simplescope's
+    # own names tokenize and decode are aliases of the same functions.  Unlike TransformerLens,
+    # to_tokens returns lists and adds BOS only when asked (prepend_bos=False by default).
+    def to_tokens(self, text: str | Sequence[str], prepend_bos: bool = False):
+        """Token ids of a text (list[int]) or of each text in a list (list[list[int]]).
+
+        TransformerLens's name; ``tokenize`` is an alias.  BOS is prepended only with
+        ``prepend_bos=True`` and the result is a list, not a tensor."""
         single = isinstance(text, str)
         texts = [text] if single else list(text)
         for i, t in enumerate(texts):
@@ -113,15 +102,22 @@ class Model:
         ids = self._call("tokenize", {"texts": texts, "prepend_bos": bool(prepend_bos)})["ids"]
         return ids[0] if single else ids
 
-    def decode(self, ids) -> str:
-        """The text of a token id sequence."""
+    def to_string(self, ids) -> str:
+        """The text of a token id sequence (any array-like; it is flattened).
+
+        TransformerLens's name; ``decode`` is an alias."""
         ids = [int(i) for i in np.asarray(ids).reshape(-1)]
         return self._call("decode", {"ids": [ids]})["texts"][0]
 
     def to_str_tokens(self, ids) -> list[str]:
-        """The display string of each token id."""
+        """The display string of each token id (TransformerLens's name; it takes ids here)."""
         ids = [int(i) for i in np.asarray(ids).reshape(-1)]
         return self._call("token_strings", {"ids": ids})["tokens"]
+
+    #: simplescope's name for :meth:`to_tokens` (the same function).
+    tokenize = to_tokens
+    #: simplescope's name for :meth:`to_string` (the same function).
+    decode = to_string
 
     def _as_token_lists(self, tokens) -> list[list[int]]:
         if isinstance(tokens, str):
@@ -144,18 +140,20 @@ class Model:
         return [[int(t) for t in seq] for seq in tokens]
 
     # forward -------------------------------------------------------------------------------
-    def run_with_cache(self, tokens, names: Iterable[str] | None = None, return_type: str = "torch"):
+    def run_with_cache(self, tokens, names_filter: Iterable[str] | None = None, return_type: str = "torch",
+                       *, names: Iterable[str] | None = None):
         """Runs the model and returns (logits, cache) like TransformerLens.
 
         tokens: a list of ids, a list of lists (right-padded internally), a [batch, pos] array or
         tensor. logits: [batch, pos, vocab] float32; cache[name]: [batch, pos, d_model] for
-        "hook_embed" and "blocks.{l}.hook_resid_post" (all of them unless `names` limits it).
+        "hook_embed" and "blocks.{l}.hook_resid_post" (all of them unless `names_filter`, a list
+        of those names, limits it; ``names`` is simplescope's alias of that keyword).
         Positions past a sequence's length are padding. return_type "torch" or "numpy".
         """
-        seqs = self._as_token_lists(tokens)
-        req = {"tokens": seqs}
-        if names is not None:
-            req["names"] = list(names)
+        names_filter = _alias_keyword("names_filter", names_filter, "names", names)
+        req = {"tokens": self._as_token_lists(tokens)}
+        if names_filter is not None:
+            req["names"] = list(names_filter)
         out = self._call("run_with_cache", req)
         logits = _native.array(out["logits"])
         cache = {k: _native.array(v) for k, v in out["cache"].items()}
@@ -183,59 +181,20 @@ class Model:
           context to it (False: raise). progress: a tqdm bar. Ctrl-C stops the run promptly and
           leaves the model usable.
         """
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a list of texts or token lists, not a single string")
-        prompts = list(prompts)
-        if not prompts:
-            raise ValueError("no prompts given (empty list)")
-        if isinstance(methods, (str, dict)):
-            methods = [methods]
-        specs = [_method_spec(m) for m in methods]
-        if not specs:
-            raise ValueError("no methods given")
-        req = {"prepend_bos": bool(prepend_bos), "methods": specs, "seed": int(seed),
-               "truncate": bool(truncate), "batch_tokens": int(batch_tokens),
-               "patch_rows": int(patch_rows), "chunk_prompts": int(chunk_prompts)}
-        if all(isinstance(p, str) for p in prompts):
-            req["texts"] = prompts
-        elif all(not isinstance(p, str) for p in prompts):
-            req["tokens"] = [[int(t) for t in np.asarray(p).reshape(-1)] for p in prompts]
-        else:
-            raise TypeError("prompts mix texts and token lists")
-        if layers is not None:
-            layers = [int(l) for l in np.atleast_1d(np.asarray(layers))]
-            req["layers"] = layers
-        if isinstance(positions, str):
-            if positions not in ("random", "last"):
-                raise ValueError(f"positions {positions!r} (want 'random', 'last' or an array)")
-            req["positions"] = positions
-        else:
-            arr = np.asarray(positions)
-            if arr.dtype.kind not in "iu":
-                if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-                    arr = arr.astype(np.int64)
-                else:
-                    raise ValueError(f"positions must be integers, got dtype {arr.dtype}")
-            req["positions"] = arr.astype(np.int64)
-        bar = None
-        on_progress = None
-        if progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=0, unit="item", desc="simplescope", leave=False)
+        req = _evaluate_request(prompts, methods, positions, seed, prepend_bos, layers, truncate,
+                                batch_tokens, patch_rows, chunk_prompts)
+        out = self._run("evaluate", req, progress)
+        return _results_from(out, self, prepend_bos, seed, positions)
 
-            def on_progress(done, total):
-                if total and bar.total != total:
-                    bar.total = total
-                    bar.refresh()
-                if done > bar.n:
-                    bar.update(done - bar.n)
+    def _run(self, method: str, req: dict, progress: bool) -> dict:
+        """A long native call (cancellable with Ctrl-C), with a progress bar when asked."""
+        bar, on_progress = _progress_bar() if progress else (None, None)
         try:
             with self._using() as h:
-                out = self._lib.run(h, "evaluate", req, on_progress)
+                return self._lib.run(h, method, req, on_progress)
         finally:
             if bar is not None:
                 bar.close()
-        return _results_from(out, self, prepend_bos, seed, positions)
 
     def inspect(self, prompt, k: int = 5, methods=DEFAULT_METHODS, position: int | None = None,
                 prepend_bos: bool = True, layers=None):
@@ -243,36 +202,18 @@ class Model:
         columns layer, method, rank, token_id, token, prob (plus the model's own prediction as
         method "source" at layer = n_layer)."""
         import pandas as pd
-        if not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        if isinstance(methods, (str, dict)):
-            methods = [methods]
-        req = {"methods": [_method_spec(m) for m in methods], "k": int(k), "prepend_bos": bool(prepend_bos)}
-        if isinstance(prompt, str):
-            req["text"] = prompt
-        else:
-            req["tokens"] = [int(t) for t in prompt]
-        if position is not None:
-            req["position"] = int(position)
-        if layers is not None:
-            req["layers"] = [int(l) for l in layers]
-        out = self._call("inspect", req)
-        ids = set(out["source"]["ids"])
-        for per in out["methods"].values():
-            for t in per:
-                ids.update(t["ids"])
-        ids = sorted(ids)
-        names = dict(zip(ids, self.to_str_tokens(ids))) if self.config.get("has_tokenizer") else {i: str(i) for i in ids}
-        rows = []
-        for mname, per in out["methods"].items():
-            for layer, t in zip(out["layers"], per):
-                for rank, (i, lp) in enumerate(zip(t["ids"], t["logprobs"])):
-                    rows.append((layer, mname, rank, i, names[i], float(np.exp(lp))))
-        for rank, (i, lp) in enumerate(zip(out["source"]["ids"], out["source"]["logprobs"])):
-            rows.append((self.n_layers, "source", rank, i, names[i], float(np.exp(lp))))
-        df = pd.DataFrame(rows, columns=["layer", "method", "rank", "token_id", "token", "prob"])
+        out = self._call("inspect", _inspect_request(prompt, k, methods, position, prepend_bos, layers))
+        names = self._token_names(_inspect_ids(out))
+        df = pd.DataFrame(_inspect_rows(out, names, self.n_layers),
+                          columns=["layer", "method", "rank", "token_id", "token", "prob"])
         df.attrs["position"] = out["position"]
         return df
+
+    def _token_names(self, ids: list[int]) -> dict[int, str]:
+        """Each id's display string (its number when the model has no tokenizer)."""
+        if self.config.get("has_tokenizer"):
+            return dict(zip(ids, self.to_str_tokens(ids)))
+        return {i: str(i) for i in ids}
 
     def live_tensors(self) -> int:
         """Tensors alive in the process (a leak check)."""
@@ -287,6 +228,115 @@ class Cache(dict):
             return super().__getitem__(key)
         except KeyError:
             raise KeyError(f"{key!r} not in cache; known: {', '.join(sorted(self))}") from None
+
+
+# ------------------------------------------------------------------------------ requests
+
+def _evaluate_request(prompts, methods, positions, seed, prepend_bos, layers, truncate,
+                      batch_tokens, patch_rows, chunk_prompts) -> dict:
+    """The engine's evaluate request from evaluate's arguments (checked before anything runs)."""
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of texts or token lists, not a single string")
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("no prompts given (empty list)")
+    specs = method_specs(methods)
+    if not specs:
+        raise ValueError("no methods given")
+    req = {"prepend_bos": bool(prepend_bos), "methods": specs, "seed": int(seed),
+           "truncate": bool(truncate), "batch_tokens": int(batch_tokens),
+           "patch_rows": int(patch_rows), "chunk_prompts": int(chunk_prompts)}
+    req.update(_prompts_field(prompts))
+    if layers is not None:
+        req["layers"] = [int(l) for l in np.atleast_1d(np.asarray(layers))]
+    req["positions"] = _positions_field(positions)
+    return req
+
+
+def _prompts_field(prompts: list) -> dict:
+    """{"texts": [...]} or {"tokens": [[...], ...]}; a mix of the two is refused."""
+    if all(isinstance(p, str) for p in prompts):
+        return {"texts": prompts}
+    if all(not isinstance(p, str) for p in prompts):
+        return {"tokens": [[int(t) for t in np.asarray(p).reshape(-1)] for p in prompts]}
+    raise TypeError("prompts mix texts and token lists")
+
+
+def _positions_field(positions):
+    """The positions field: the name "random" or "last", or an int64 array (whole floats accepted)."""
+    if isinstance(positions, str):
+        if positions not in ("random", "last"):
+            raise ValueError(f"positions {positions!r} (want 'random', 'last' or an array)")
+        return positions
+    arr = np.asarray(positions)
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise ValueError(f"positions must be integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def _progress_bar():
+    """A tqdm bar and the progress callback that moves it."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=0, unit="item", desc="simplescope", leave=False)
+
+    def on_progress(done, total):
+        if total and bar.total != total:
+            bar.total = total
+            bar.refresh()
+        if done > bar.n:
+            bar.update(done - bar.n)
+
+    return bar, on_progress
+
+
+def _inspect_request(prompt, k, methods, position, prepend_bos, layers) -> dict:
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    req = {"methods": method_specs(methods), "k": int(k), "prepend_bos": bool(prepend_bos)}
+    if isinstance(prompt, str):
+        req["text"] = prompt
+    else:
+        req["tokens"] = [int(t) for t in prompt]
+    if position is not None:
+        req["position"] = int(position)
+    if layers is not None:
+        req["layers"] = [int(l) for l in layers]
+    return req
+
+
+def _inspect_ids(out: dict) -> list[int]:
+    """Every token id an inspect answer names, sorted."""
+    ids = set(out["source"]["ids"])
+    for per in out["methods"].values():
+        for t in per:
+            ids.update(t["ids"])
+    return sorted(ids)
+
+
+def _inspect_rows(out: dict, names: dict, n_layers: int) -> list[tuple]:
+    """(layer, method, rank, token_id, token, prob) rows: each method's top-k per layer, then the
+    model's own prediction as method "source" at layer n_layers."""
+    rows = []
+    for mname, per in out["methods"].items():
+        for layer, t in zip(out["layers"], per):
+            for rank, (i, lp) in enumerate(zip(t["ids"], t["logprobs"])):
+                rows.append((layer, mname, rank, i, names[i], float(np.exp(lp))))
+    for rank, (i, lp) in enumerate(zip(out["source"]["ids"], out["source"]["logprobs"])):
+        rows.append((n_layers, "source", rank, i, names[i], float(np.exp(lp))))
+    return rows
+
+
+def _alias_keyword(name: str, value, alias: str, alias_value):
+    """The value of a keyword given under its name or its alias (not both)."""
+    if alias_value is None:
+        return value
+    if value is not None:
+        raise TypeError(f"give {name} or its alias {alias}, not both")
+    return alias_value
 
 
 def _results_from(out: dict, model: Model | None, prepend_bos, seed, positions) -> Results:

@@ -12,7 +12,8 @@ import sys
 
 import numpy as np
 
-from .results import _atomic_write, _unknown, check_metric
+from ._atomic import atomic_write
+from ._fields import check_metric, unknown_name
 
 #: Fixed styles of the three standard methods.
 STYLES = {
@@ -53,6 +54,13 @@ def _new_figure(figsize):
     return fig, ax
 
 
+def _figure_and_axes(ax, figsize):
+    """The given axes and their Figure, or a new Figure of ``figsize`` and its axes."""
+    if ax is None:
+        return _new_figure(figsize)
+    return ax.figure, ax
+
+
 def _title(res, text: str) -> str:
     model = res.meta.get("model") or res.meta.get("model_path")
     tail = f"{res.n_prompts} prompts" + (f", {os.path.basename(str(model).rstrip('/'))}" if model else "")
@@ -62,14 +70,12 @@ def _title(res, text: str) -> str:
 def plot(res, metric: str = "prec1", ax=None, path=None, method=None, title=None):
     """Draw ``metric`` for ``res`` and return the Figure; save it to ``path`` if given."""
     check_metric(metric)
-    if method is not None:
-        res._check_method(method)
-    if method is not None and res.target_layers[method] is not None:
+    if method is not None and res.is_grid(method):  # is_grid names an unknown method
         fig = _heatmap(res, metric, method, ax, title)
     else:
         methods = [method] if method is not None else res.line_methods
         if not methods:
-            raise _unknown("line method", None, res.line_methods)
+            raise unknown_name("line method", None, res.line_methods)
         fig = _lines(res, metric, methods, ax, title)
     if path is not None:
         save_figure(fig, path)
@@ -77,10 +83,7 @@ def plot(res, metric: str = "prec1", ax=None, path=None, method=None, title=None
 
 
 def _lines(res, metric, methods, ax, title):
-    if ax is None:
-        fig, ax = _new_figure((7.0, 4.5))
-    else:
-        fig = ax.figure
+    fig, ax = _figure_and_axes(ax, (7.0, 4.5))
     others = 0
     x = np.asarray(res.layers)
     for m in methods:
@@ -99,10 +102,7 @@ def _lines(res, metric, methods, ax, title):
 
 
 def _heatmap(res, metric, method, ax, title):
-    if ax is None:
-        fig, ax = _new_figure((7.0, 5.5))
-    else:
-        fig = ax.figure
+    fig, ax = _figure_and_axes(ax, (7.0, 5.5))
     grid = res.metric(metric)[method]  # (n_layers, n_target_layers)
     kw = {"vmin": 0.0, "vmax": 1.0} if metric == "prec1" else {}
     im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", interpolation="nearest", **kw)
@@ -123,5 +123,5 @@ def save_figure(fig, path, dpi: int = DPI) -> str:
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lstrip(".").lower() or "png"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    _atomic_write(path, lambda f: fig.savefig(f, format=ext, dpi=dpi, bbox_inches="tight"), binary=True)
+    atomic_write(path, lambda f: fig.savefig(f, format=ext, dpi=dpi, bbox_inches="tight"), binary=True)
     return path

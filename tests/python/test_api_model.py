@@ -1,6 +1,8 @@
-"""ss.load, model.config, tokenize / decode / to_str_tokens and run_with_cache against independent
+"""ss.load, model.config, to_tokens / to_string / to_str_tokens (TransformerLens's names; tokenize and
+decode are aliases) and run_with_cache against independent
 references: HF `tokenizers` on the same tokenizer.json and HF transformers' GPTJForCausalLM
 (logits, and hooks on transformer.wte / transformer.h[l] for hook_embed / every resid_post)."""
+import inspect
 import json
 import os
 
@@ -70,24 +72,50 @@ TEXTS = ["Hello world", " leading space", "naïve café — 日本語 テキス�
          "<|endoftext|> special", "def f(x):\n    return x ** 2  # code", "Ünïcödé 🙂 emoji", ""]
 
 
-def test_tokenize_matches_hf_tokenizers(model, hf_tokenizer):
-    got = model.tokenize(TEXTS)
+def test_transformerlens_names_and_their_aliases():
+    """TransformerLens's names are the implementations; simplescope's own are the same functions."""
+    assert ss.Model.tokenize is ss.Model.to_tokens
+    assert ss.Model.decode is ss.Model.to_string
+    assert callable(ss.Model.to_str_tokens)
+    params = inspect.signature(ss.Model.run_with_cache).parameters
+    assert list(params)[:4] == ["self", "tokens", "names_filter", "return_type"]
+    assert params["names"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+@pytest.mark.parametrize("name", ["to_tokens", "tokenize"])
+def test_tokenize_matches_hf_tokenizers(model, hf_tokenizer, name):
+    to_tokens = getattr(model, name)
+    got = to_tokens(TEXTS)
     for text, ids in zip(TEXTS, got):
         want = hf_tokenizer.encode(text, add_special_tokens=False).ids
-        assert ids == want, f"tokenize({text!r}) = {ids}, HF tokenizers gives {want}"
-    assert model.tokenize(TEXTS[0]) == got[0]  # a single text gives a flat list
+        assert ids == want, f"{name}({text!r}) = {ids}, HF tokenizers gives {want}"
+    assert to_tokens(TEXTS[0]) == got[0]  # a single text gives a flat list
 
 
-def test_tokenize_prepend_bos(model):
-    assert model.tokenize("Hello", prepend_bos=True) == [model.config["bos_token_id"]] + model.tokenize("Hello")
+@pytest.mark.parametrize("name", ["to_tokens", "tokenize"])
+def test_tokenize_prepend_bos(model, name):
+    to_tokens = getattr(model, name)
+    assert to_tokens("Hello", prepend_bos=True) == [model.config["bos_token_id"]] + to_tokens("Hello")
 
 
-def test_decode_matches_hf_tokenizers(model, hf_tokenizer):
+@pytest.mark.parametrize("name", ["to_string", "decode"])
+def test_decode_matches_hf_tokenizers(model, hf_tokenizer, name):
+    to_string = getattr(model, name)
     for text in TEXTS:
         ids = hf_tokenizer.encode(text, add_special_tokens=False).ids
         want = hf_tokenizer.decode(ids, skip_special_tokens=False)
-        assert model.decode(ids) == want, f"decode({ids}) = {model.decode(ids)!r}, HF gives {want!r}"
-        assert model.decode(np.asarray(ids, dtype=np.int64)) == want
+        assert to_string(ids) == want, f"{name}({ids}) = {to_string(ids)!r}, HF gives {want!r}"
+        assert to_string(np.asarray(ids, dtype=np.int64)) == want
+
+
+def test_to_str_tokens_each_whole_token_matches_hf(model, hf_tokenizer):
+    """Every token of TEXTS that HF decodes alone to whole characters (not part of a UTF-8
+    sequence, which HF shows as U+FFFD) has HF's string, special tokens included."""
+    ids = sorted({i for text in TEXTS for i in hf_tokenizer.encode(text, add_special_tokens=False).ids})
+    whole = [i for i in ids if "\ufffd" not in hf_tokenizer.decode([i], skip_special_tokens=False)]
+    assert len(whole) >= 30 and model.config["bos_token_id"] in whole, whole
+    want = [hf_tokenizer.decode([i], skip_special_tokens=False) for i in whole]
+    assert model.to_str_tokens(whole) == want
 
 
 def test_to_str_tokens_matches_hf(model, hf_tokenizer):
@@ -137,6 +165,20 @@ def test_run_with_cache_ragged_batch_vs_hf_padded(model, hf_model, padding):
         assert_close(f"row {i} logits ({padding} padded HF)", logits[i, :len(q)], want_logits[i, hf_sl], TOL_F32)
         for name, want in want_sites.items():
             assert_close(f"row {i} {name} ({padding} padded HF)", cache[name][i, :len(q)], want[i, hf_sl], TOL_F32)
+
+
+def test_run_with_cache_names_filter(model):
+    """names_filter (TransformerLens's keyword) limits the cache; names is its alias."""
+    ids = model.to_tokens("Hello there, general.", prepend_bos=True)
+    logits, full = model.run_with_cache(ids)
+    keep = ["hook_embed", "blocks.0.hook_resid_post"]
+    lg, only = model.run_with_cache(ids, names_filter=keep)
+    assert sorted(only) == sorted(keep)
+    assert torch.equal(lg, logits) and all(torch.equal(only[k], full[k]) for k in keep)
+    _, by_alias = model.run_with_cache(ids, names=keep)
+    assert sorted(by_alias) == sorted(keep) and all(torch.equal(by_alias[k], full[k]) for k in keep)
+    with pytest.raises(TypeError, match="names_filter or its alias names"):
+        model.run_with_cache(ids, names_filter=keep, names=keep)
 
 
 def test_run_with_cache_names_and_inputs(model):

@@ -1,4 +1,4 @@
-"""Tests of simplescope.results / simplescope.plots on synthetic arrays from a seeded RNG.
+"""Tests of simplescope.results / results_io / plots on synthetic arrays from a seeded RNG.
 
 Expected means are recomputed here with plain Python loops (statistics.fmean over the non-NaN
 values), independently of the NaN-aware numpy code in results.py.
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import simplescope.results as R
+import simplescope.results_io as RIO
 from simplescope.results import Results, UnknownNameError
 
 STANDARD = ("logitlens", "patchscope", "simplescope")
@@ -344,7 +345,7 @@ def test_atomic_save_failing_mid_json_keeps_old_file(tmp_path, monkeypatch):
     res, _ = make_results(13)
     target = tmp_path / "r.json"
     target.write_text("old contents")
-    real = R._json_chunks
+    real = RIO._json_chunks
     written = []
 
     def failing_chunks(obj, depth):
@@ -357,7 +358,7 @@ def test_atomic_save_failing_mid_json_keeps_old_file(tmp_path, monkeypatch):
             written.append(chunk)
             yield chunk
 
-    monkeypatch.setattr(R, "_json_chunks", failing_chunks)
+    monkeypatch.setattr(RIO, "_json_chunks", failing_chunks)
     with pytest.raises(RuntimeError, match="interrupted"):
         res.save(target)
     assert len(written) == 50  # the failure did happen after part of the file was written
