@@ -2,7 +2,6 @@ package patchscope
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/simplescope/simplescope/core/errs"
 	"github.com/simplescope/simplescope/core/gptj"
