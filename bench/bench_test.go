@@ -54,7 +54,7 @@ func modelDir(b *testing.B, name string) string {
 	return dir
 }
 
-// seedDocs returns the first n documents of the shared corpus that the seed preset keeps,
+// seedDocs returns the first n documents of the repository's sample corpus (testdata/corpus) that the seed preset keeps,
 // tokenized with BOS prepended (as the published run does).
 func seedDocs(b *testing.B, tok *tokenizer.Tokenizer, bos, n, context int) [][]int {
 	b.Helper()
@@ -62,7 +62,7 @@ func seedDocs(b *testing.B, tok *tokenizer.Tokenizer, bos, n, context int) [][]i
 	if err != nil {
 		b.Fatal(err)
 	}
-	corpus := filepath.Join(testutil.SharedDir(), "corpus", "sample.jsonl.zst")
+	corpus := testutil.CorpusPath()
 	docs, err := p.Apply(corpus)
 	if err != nil {
 		b.Fatalf("seed preset on %s: %v", corpus, err)

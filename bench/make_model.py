@@ -3,7 +3,7 @@
 usage: make_model.py --config tiny|small|gptj6b --out DIR [--seed N] [--device cpu|cuda] [--dtype float32|float16]
 
 Writes DIR/config.json, DIR/model.safetensors (save_pretrained) and the GPT-J tokenizer files from
-shared/fixtures/gptj-tokenizer, so that ss.load(DIR) and gptj.Load(DIR) can read and tokenize.
+the package's python/simplescope/data/tokenizer, so that ss.load(DIR) and gptj.Load(DIR) can read and tokenize.
 Weights are redrawn at a scale of 1/sqrt(fan_in) (layer norms around 1), not HF's std 0.02 init
 that makes every block nearly the identity, so the layers' predictions differ and the metrics
 compared by side_by_side.py are not all trivially 1. DIR/.complete marks a finished model.
@@ -26,8 +26,7 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "added_tokens.j
                    "special_tokens_map.json", "tokenizer_config.json")
 
 
-def shared_dir():
-    return os.environ.get("SIMPLESCOPE_SHARED") or os.path.join(HERE, "..", "..", "shared")
+TOKENIZER_DIR = os.path.join(HERE, "..", "python", "simplescope", "data", "tokenizer")
 
 
 def make(name, out, seed=0, device="cpu", dtype="float32"):
@@ -56,7 +55,7 @@ def make(name, out, seed=0, device="cpu", dtype="float32"):
     tmp = out + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True, max_shard_size="100GB")
-    tok = os.path.join(shared_dir(), "fixtures", "gptj-tokenizer")
+    tok = TOKENIZER_DIR
     for f in TOKENIZER_FILES:
         src = os.path.join(tok, f)
         if os.path.exists(src):

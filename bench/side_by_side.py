@@ -341,7 +341,7 @@ def main(argv=None):
                          "full (B, T, vocab) float32 logits would otherwise take tens of GB)")
     ap.add_argument("--tol", type=float, default=2e-3, help="tolerance on mean surprisal differences")
     ap.add_argument("--ss-python", default=os.path.join(ROOT, ".venv", "bin", "python"))
-    ap.add_argument("--corpus", default=os.path.join(ROOT, "..", "shared", "corpus", "sample.jsonl.zst"))
+    ap.add_argument("--corpus", default=os.path.join(ROOT, "testdata", "corpus", "sample.jsonl.zst"))
     ap.add_argument("--json", help="write the numbers here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)

@@ -1,19 +1,18 @@
 #!/usr/bin/env bash
 # Tokenizer throughput, Go core/tokenizer vs HF tokenizers (Python), on the same documents
-# (../shared/corpus/sample.jsonl.zst), one thread each, one untimed warm-up pass then the same number
+# (testdata/corpus/sample.jsonl.zst), one thread each, one untimed warm-up pass then the same number
 # of timed passes on both sides (word caches warm). Prints both rates in tokens/s and their ratio,
 # and Go's rate with an empty cache at every pass (Load excluded) for reference.
 #
 # Usage: bench/tokenizer_side_by_side.sh [PASSES]   (default 3)
-# Env: SIMPLESCOPE_PYTHON (default .venv/bin/python), SIMPLESCOPE_SHARED (default ../shared).
+# Env: SIMPLESCOPE_PYTHON (default .venv/bin/python).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 passes="${1:-3}"
 py="${SIMPLESCOPE_PYTHON:-$root/.venv/bin/python}"
-shared="${SIMPLESCOPE_SHARED:-$root/../shared}"
-corpus="$shared/corpus/sample.jsonl.zst"
-tokjson="$shared/fixtures/gptj-tokenizer/tokenizer.json"
+corpus="$root/testdata/corpus/sample.jsonl.zst"
+tokjson="$root/python/simplescope/data/tokenizer/tokenizer.json"
 command -v zstd >/dev/null || { echo "zstd (the command) is needed to decompress $corpus for Python" >&2; exit 1; }
 [ -x "$py" ] || { echo "Python interpreter $py not found (make venv, or set SIMPLESCOPE_PYTHON)" >&2; exit 1; }
 pin=()

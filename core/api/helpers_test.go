@@ -50,7 +50,7 @@ func models(t testing.TB) string {
 		}
 		script := filepath.Join(testutil.RepoRoot(), "core", "gptj", "testdata", "hf_gptj.py")
 		testutil.RunPython(t, script, modelsRoot, tinySpec, shardedSpec, binSpec)
-		tokJSON := filepath.Join(testutil.SharedDir(), "fixtures", "gptj-tokenizer", "tokenizer.json")
+		tokJSON := filepath.Join(testutil.TokenizerDir(), "tokenizer.json")
 		for _, spec := range []string{tinySpec, shardedSpec, binSpec} {
 			dst := filepath.Join(modelsRoot, strings.Split(spec, ":")[0], "model", "tokenizer.json")
 			if modelsErr = copyFile(tokJSON, dst); modelsErr != nil {

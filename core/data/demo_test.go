@@ -38,15 +38,16 @@ func decompressFile(t *testing.T, path string) []byte {
 // compares the content with the committed file.
 func TestDemoCorpusIsReproducible(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "demo.jsonl.zst")
-	src := filepath.Join(testutil.SharedDir(), "corpus", "sample.jsonl.zst")
-	testutil.RunPython(t, filepath.Join("testdata", "make_demo_corpus.py"), "--src", src, "--out", out)
+	src := testutil.CorpusPath()
+	script := filepath.Join(testutil.RepoRoot(), "python", "simplescope", "data", "make_demo_corpus.py")
+	testutil.RunPython(t, script, "--src", src, "--out", out)
 	got, want := decompressFile(t, demoCorpus()), decompressFile(t, out)
 	if !bytes.Equal(got, want) {
 		n := 0
 		for n < len(got) && n < len(want) && got[n] == want[n] {
 			n++
 		}
-		t.Fatalf("committed %s (%d bytes) differs from the script's output (%d bytes) at byte %d: rerun testdata/make_demo_corpus.py",
+		t.Fatalf("committed %s (%d bytes) differs from the script's output (%d bytes) at byte %d: rerun python/simplescope/data/make_demo_corpus.py",
 			demoCorpus(), len(got), len(want), n)
 	}
 }

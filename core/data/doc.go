@@ -15,7 +15,7 @@
 // Filters follow Python: CodePoints is len(text) in Unicode code points and Words is
 // len(text.split(" ")), the pieces between single U+0020 spaces, empty pieces included.
 //
-// Presets (PresetByName: "seed", "paper") fix the document selection of DESIGN.md §2. The
+// Presets (PresetByName: "seed", "paper") fix the document selection of docs/design.md §1. The
 // paper's notebook (PAIR-code/interpretability, patchscopes/code/next_token_prediction.ipynb)
 // filters the first 200 000 Pile documents with datasets' filter and calls
 // Dataset.shuffle(seed=42), which is np.random.default_rng(42).permutation(n); numpyrng.go

@@ -1,7 +1,6 @@
 package data
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -10,7 +9,7 @@ import (
 
 func sampleCorpus(t *testing.T) string {
 	t.Helper()
-	return filepath.Join(testutil.SharedDir(), "corpus", "sample.jsonl.zst")
+	return testutil.CorpusPath()
 }
 
 func mustPreset(t *testing.T, name string) Preset {
@@ -23,7 +22,7 @@ func mustPreset(t *testing.T, name string) Preset {
 }
 
 // TestPresetsMatchPython applies presets (and variants with other offsets and seeds) to the
-// shared 5 053-document sample and compares the selected documents with the Python
+// repository's 5 053-document sample (testdata/corpus) and compares the selected documents with the Python
 // reimplementation in testdata/preset_ref.py.
 func TestPresetsMatchPython(t *testing.T) {
 	seed := mustPreset(t, "seed")

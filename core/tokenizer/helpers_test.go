@@ -15,7 +15,7 @@ import (
 
 // fixtureDir is the GPT-J tokenizer in HF layout.
 func fixtureDir() string {
-	return filepath.Join(testutil.SharedDir(), "fixtures", "gptj-tokenizer")
+	return testutil.TokenizerDir()
 }
 
 func fixtureJSON() string { return filepath.Join(fixtureDir(), "tokenizer.json") }
@@ -42,11 +42,11 @@ var (
 	corpusErr   error
 )
 
-// corpus returns the "text" of every document of ../shared/corpus/sample.jsonl.zst.
+// corpus returns the "text" of every document of testdata/corpus/sample.jsonl.zst (the repository's real-text sample).
 func corpus(t testing.TB) []string {
 	t.Helper()
 	corpusOnce.Do(func() {
-		path := filepath.Join(testutil.SharedDir(), "corpus", "sample.jsonl.zst")
+		path := testutil.CorpusPath()
 		f, err := os.Open(path)
 		if err != nil {
 			corpusErr = err

@@ -1,6 +1,6 @@
 // Package testutil holds helpers shared by the Go tests: locating the repository root, the
 // project's Python interpreter (used to compute independent references with HF transformers and
-// HF tokenizers) and the shared corpus.
+// HF tokenizers) and the test data the repository ships (testdata/README.md).
 package testutil
 
 import (
@@ -48,10 +48,14 @@ func RunPython(t testing.TB, script string, args ...string) []byte {
 	return out
 }
 
-// SharedDir returns the shared/ folder beside the repository (../shared), or $SIMPLESCOPE_SHARED.
-func SharedDir() string {
-	if d := os.Getenv("SIMPLESCOPE_SHARED"); d != "" {
-		return d
-	}
-	return filepath.Join(RepoRoot(), "..", "shared")
+// CorpusPath returns the real-text sample corpus the parity tests read:
+// <repo>/testdata/corpus/sample.jsonl.zst (provenance and licences in testdata/README.md).
+func CorpusPath() string {
+	return filepath.Join(RepoRoot(), "testdata", "corpus", "sample.jsonl.zst")
+}
+
+// TokenizerDir returns the GPT-J tokenizer files the Python package ships (HF layout:
+// tokenizer.json, vocab.json, merges.txt, ...).
+func TokenizerDir() string {
+	return filepath.Join(RepoRoot(), "python", "simplescope", "data", "tokenizer")
 }

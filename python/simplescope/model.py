@@ -171,7 +171,7 @@ class Model:
     def evaluate(self, prompts, methods=DEFAULT_METHODS, positions="random", seed: int = 42,
                  prepend_bos: bool = True, layers=None, progress: bool = True, truncate: bool = True,
                  batch_tokens: int = 0, patch_rows: int = 0, chunk_prompts: int = 0) -> Results:
-        """Evaluates each method at each layer on each prompt (DESIGN.md §2).
+        """Evaluates each method at each layer on each prompt (docs/design.md §1).
 
         prompts: list of texts, or list of token-id lists (BOS is added when prepend_bos).
         methods: built-in names ("logitlens", "patchscope", "simplescope") and/or dicts

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Brute-force reference for the Patchscope engine (DESIGN.md §2), independent of simplescope.
+"""Brute-force reference for the Patchscope engine (docs/design.md §1), independent of simplescope.
 
 Only HF transformers and torch forward hooks, the obvious slow way: one source forward per prompt,
 then one full patched forward per (prompt, layer, method[, target layer]). CPU, float32.

@@ -1,6 +1,6 @@
 /* simplescope libtorch shim: a plain C ABI over ATen.
  *
- * Rules (DESIGN.md §5):
+ * Rules (docs/design.md §3):
  *  - every function returns its error: NULL on success, otherwise a malloc'd, NUL-terminated
  *    message the caller frees with sst_free_error (never a thread-local "last error");
  *  - results are written through out-pointers;

@@ -1,13 +1,14 @@
 """Build the bundled demo corpus python/simplescope/data/demo.jsonl.zst.
 
-It takes the documents the `seed` preset selects from the shared sample (the first 2000
+It takes the documents the `seed` preset selects from the repository's real-text sample
+(testdata/corpus/sample.jsonl.zst) (the first 2000
 documents with len(text.split(" ")) < 200 and len(text) < 1600), then a deterministic sample of
 about 300 of them spread over the corpus kinds (meta.pile_set_name: fortunes in six languages,
 code, changelogs, docs, law), as evenly as the kinds allow, kept in their original order.
 
 Usage (from the repository root):
-    .venv/bin/python core/data/testdata/make_demo_corpus.py \
-        [--src ../shared/corpus/sample.jsonl.zst] [--out python/simplescope/data/demo.jsonl.zst] [--n 300]
+    .venv/bin/python python/simplescope/data/make_demo_corpus.py \
+        [--src testdata/corpus/sample.jsonl.zst] [--out python/simplescope/data/demo.jsonl.zst] [--n 300]
 """
 import argparse
 import collections
@@ -17,7 +18,7 @@ import random
 
 import zstandard
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))  # the repository
 
 
 def read_jsonl_zst(path):
@@ -45,7 +46,7 @@ def quotas(sizes, n):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--src", default=os.path.join(ROOT, "..", "shared", "corpus", "sample.jsonl.zst"))
+    ap.add_argument("--src", default=os.path.join(ROOT, "testdata", "corpus", "sample.jsonl.zst"))
     ap.add_argument("--out", default=os.path.join(ROOT, "python", "simplescope", "data", "demo.jsonl.zst"))
     ap.add_argument("--n", type=int, default=300)
     a = ap.parse_args()
