@@ -337,7 +337,7 @@ func parsePositions(v any, n, nLayersReq, nLayer int) (patchscope.Positions, err
 	return patchscope.Positions{}, inputf("positions: unsupported type %T", v)
 }
 
-func (s *Session) inspect(_ context.Context, req []byte, _ func(int64, int64)) (any, error) {
+func (s *Session) inspect(ctx context.Context, req []byte, _ func(int64, int64)) (any, error) {
 	var r struct {
 		Text       string       `msgpack:"text"`
 		Tokens     []int        `msgpack:"tokens"`
@@ -383,7 +383,7 @@ func (s *Session) inspect(_ context.Context, req []byte, _ func(int64, int64)) (
 	if r.K == 0 {
 		r.K = 5
 	}
-	ins, err := patchscope.Inspect(s.Model, prompt, pos, r.Layers, methods, r.K)
+	ins, err := patchscope.Inspect(ctx, s.Model, prompt, pos, r.Layers, methods, r.K)
 	if err != nil {
 		if isValidation(err) {
 			return nil, &InputError{err}

@@ -274,7 +274,7 @@ func (s *Session) tokenStrings(_ context.Context, req []byte, _ func(int64, int6
 	return map[string]any{"tokens": out}, nil
 }
 
-func (s *Session) runWithCache(_ context.Context, req []byte, _ func(int64, int64)) (any, error) {
+func (s *Session) runWithCache(ctx context.Context, req []byte, _ func(int64, int64)) (any, error) {
 	var r struct {
 		Tokens [][]int  `msgpack:"tokens"`
 		Names  []string `msgpack:"names"`
@@ -304,7 +304,7 @@ func (s *Session) runWithCache(_ context.Context, req []byte, _ func(int64, int6
 			return nil, inputf("token sequence %d is empty", i)
 		}
 	}
-	out, err := s.Model.Forward(r.Tokens, gptj.Request{Full: true})
+	out, err := s.Model.Forward(ctx, r.Tokens, gptj.Request{Full: true})
 	if err != nil {
 		return nil, asInput(err)
 	}

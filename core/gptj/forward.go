@@ -23,8 +23,6 @@ type Request struct {
 	// LeftPad pads sequences on the left instead of the right (positions stay 0..len-1 per
 	// sequence either way).
 	LeftPad bool
-	// Ctx, if set, is checked between blocks: a cancelled context ends the pass early.
-	Ctx context.Context
 }
 
 // Output holds what Request asked for. The caller closes it.
@@ -154,8 +152,9 @@ func (m *Model) checkPoints(seqs [][]int, pts []Point, what string) error {
 	return nil
 }
 
-// Forward runs the model on a batch of token sequences and returns what req asks for.
-func (m *Model) Forward(seqs [][]int, req Request) (out *Output, err error) {
+// Forward runs the model on a batch of token sequences and returns what req asks for. ctx is
+// checked between blocks: a cancelled context ends the pass early.
+func (m *Model) Forward(ctx context.Context, seqs [][]int, req Request) (out *Output, err error) {
 	for l, pts := range req.Resid {
 		if l < -1 || l >= m.Cfg.NLayer {
 			return nil, inputErr("gptj: layer %d out of range [-1, %d)", l, m.Cfg.NLayer)
@@ -185,7 +184,7 @@ func (m *Model) Forward(seqs [][]int, req Request) (out *Output, err error) {
 	x := s.Embedding(m.wte, in.ids) // (B, T, C)
 	keep(s, -1, x)
 	sin, cos := m.rotary(s, in.pos) // (B, T, 1, rot/2)
-	x, _ = m.RunBlocks(req.Ctx, s, x, Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: in.mask, Post: keep})
+	x, _ = m.RunBlocks(ctx, s, x, Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: in.mask, Post: keep})
 	if req.Full {
 		out.Logits = s.Keep(m.head(s, x)) // (B, T, V)
 	} else if len(req.LogitPoints) > 0 {
@@ -213,8 +212,8 @@ func (p *Prefix) Close() {
 }
 
 // ComputePrefix runs the prefix tokens and keeps every block's K/V. An empty prefix is allowed
-// (Len 0, nil tensors).
-func (m *Model) ComputePrefix(ids []int) (*Prefix, error) {
+// (Len 0, nil tensors). ctx is checked between blocks.
+func (m *Model) ComputePrefix(ctx context.Context, ids []int) (*Prefix, error) {
 	if len(ids) == 0 {
 		return &Prefix{KV: KV{K: make([]*torch.Tensor, m.Cfg.NLayer), V: make([]*torch.Tensor, m.Cfg.NLayer)}}, nil
 	}
@@ -226,7 +225,7 @@ func (m *Model) ComputePrefix(ids []int) (*Prefix, error) {
 	}
 	x := s.Embedding(m.wte, in.ids) // (1, P, C)
 	sin, cos := m.rotary(s, in.pos) // (1, P, 1, rot/2)
-	_, kv := m.RunBlocks(nil, s, x, Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: in.mask, CollectKV: true})
+	_, kv := m.RunBlocks(ctx, s, x, Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: in.mask, CollectKV: true})
 	if err := s.Err(); err != nil {
 		return nil, err
 	}
@@ -237,13 +236,9 @@ func (m *Model) ComputePrefix(ids []int) (*Prefix, error) {
 // residual entering block start (the output of block start-1) at sequence position pos, after the
 // cached prefix (pos >= prefix.Len; positions between belong to tail, which must then be given).
 // tail (optional) are tokens between the prefix and the patched position — not supported yet;
-// the patched position directly follows the prefix. It returns float32 logits (N, V).
-func (m *Model) Continue(h *torch.Tensor, start int, prefix *Prefix) (*torch.Tensor, error) {
-	return m.ContinueCtx(nil, h, start, prefix)
-}
-
-// ContinueCtx is Continue that checks ctx (if not nil) between blocks.
-func (m *Model) ContinueCtx(ctx context.Context, h *torch.Tensor, start int, prefix *Prefix) (*torch.Tensor, error) {
+// the patched position directly follows the prefix. It returns float32 logits (N, V). ctx is
+// checked between blocks.
+func (m *Model) Continue(ctx context.Context, h *torch.Tensor, start int, prefix *Prefix) (*torch.Tensor, error) {
 	if start < 0 || start > m.Cfg.NLayer {
 		return nil, inputErr("gptj: start block %d out of range [0, %d]", start, m.Cfg.NLayer)
 	}

@@ -1,6 +1,7 @@
 package gptj
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"os"
@@ -168,7 +169,7 @@ func TestForwardMatchesHF(t *testing.T) {
 			defer m.Close()
 			seqs := [][]int{r.ids(t, 0), r.ids(t, 1), r.ids(t, 2)}
 			for _, left := range []bool{false, true} {
-				out, err := m.Forward(seqs, Request{Full: true, LeftPad: left})
+				out, err := m.Forward(context.Background(), seqs, Request{Full: true, LeftPad: left})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -204,7 +205,7 @@ func TestPointsAndPrefixContinuation(t *testing.T) {
 	defer m.Close()
 	seq := r.ids(t, 2) // 13 tokens
 	T := len(seq)
-	full, err := m.Forward([][]int{seq}, Request{Full: true})
+	full, err := m.Forward(context.Background(), [][]int{seq}, Request{Full: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +216,7 @@ func TestPointsAndPrefixContinuation(t *testing.T) {
 	// gathered rows equal the full forward's rows
 	pts := []Point{{0, 3}, {0, 12}, {0, 0}}
 	req := Request{Resid: map[int][]Point{1: pts, -1: pts[:1]}, LogitPoints: pts}
-	part, err := m.Forward([][]int{seq}, req)
+	part, err := m.Forward(context.Background(), [][]int{seq}, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +231,7 @@ func TestPointsAndPrefixContinuation(t *testing.T) {
 	}
 
 	// K/V-cached continuation of the last position equals the full forward, for every start block
-	prefix, err := m.ComputePrefix(seq[:T-1])
+	prefix, err := m.ComputePrefix(context.Background(), seq[:T-1])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +249,7 @@ func TestPointsAndPrefixContinuation(t *testing.T) {
 		if s.Err() != nil {
 			t.Fatal(s.Err())
 		}
-		lg, err := m.Continue(h, start, prefix)
+		lg, err := m.Continue(context.Background(), h, start, prefix)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -270,7 +271,7 @@ func TestBFloat16(t *testing.T) {
 	defer m.Close()
 	for i := 0; i < 3; i++ {
 		seq := r.ids(t, i)
-		out, err := m.Forward([][]int{seq}, Request{Full: true})
+		out, err := m.Forward(context.Background(), [][]int{seq}, Request{Full: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -36,7 +36,7 @@ func Evaluate(ctx context.Context, m *gptj.Model, req Request) (*Result, error) 
 		if meth.Kind != KindPatch {
 			continue
 		}
-		p, err := m.ComputePrefix(meth.Target[:meth.Placeholder])
+		p, err := m.ComputePrefix(ctx, meth.Target[:meth.Placeholder])
 		if err != nil {
 			return nil, fmt.Errorf("method %q: target prefix: %w", meth.Name, err)
 		}
@@ -357,7 +357,7 @@ func (e *engine) sourceBatch(batch []int, pos [][][]int, lo int, srcIndex map[sr
 			}
 		}
 	}
-	out, err := e.m.Forward(seqs, gptj.Request{Resid: want, LogitPoints: logitPts, Ctx: e.ctx})
+	out, err := e.m.Forward(e.ctx, seqs, gptj.Request{Resid: want, LogitPoints: logitPts})
 	if err != nil {
 		return err
 	}
@@ -421,7 +421,7 @@ func (e *engine) patchBatch(table *torch.Tensor, its []item, start int, prefix *
 	if err := s.Err(); err != nil {
 		return err
 	}
-	logits, err := e.m.ContinueCtx(e.ctx, h, start, prefix) // (N, V) float32
+	logits, err := e.m.Continue(e.ctx, h, start, prefix) // (N, V) float32
 	if err != nil {
 		return err
 	}

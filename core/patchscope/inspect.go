@@ -1,6 +1,7 @@
 package patchscope
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/simplescope/simplescope/core/gptj"
@@ -22,8 +23,9 @@ type Inspection struct {
 }
 
 // Inspect decodes prompt's residual at position pos (every layer in layers) with each method
-// and returns the top-k tokens. Grid methods are read at target layer = source layer.
-func Inspect(m *gptj.Model, prompt []int, pos int, layers []int, methods []Method, k int) (*Inspection, error) {
+// and returns the top-k tokens. Grid methods are read at target layer = source layer. ctx is
+// checked between blocks.
+func Inspect(ctx context.Context, m *gptj.Model, prompt []int, pos int, layers []int, methods []Method, k int) (*Inspection, error) {
 	L := m.Cfg.NLayer
 	if len(layers) == 0 {
 		for l := 0; l < L; l++ {
@@ -42,7 +44,7 @@ func Inspect(m *gptj.Model, prompt []int, pos int, layers []int, methods []Metho
 	for _, l := range layers {
 		want[l] = pts
 	}
-	out, err := m.Forward([][]int{prompt}, gptj.Request{Resid: want, LogitPoints: pts})
+	out, err := m.Forward(ctx, [][]int{prompt}, gptj.Request{Resid: want, LogitPoints: pts})
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +56,7 @@ func Inspect(m *gptj.Model, prompt []int, pos int, layers []int, methods []Metho
 	for _, meth := range methods {
 		prefix := &gptj.Prefix{}
 		if meth.Kind == KindPatch {
-			if prefix, err = m.ComputePrefix(meth.Target[:meth.Placeholder]); err != nil {
+			if prefix, err = m.ComputePrefix(ctx, meth.Target[:meth.Placeholder]); err != nil {
 				return nil, err
 			}
 		}
@@ -70,7 +72,7 @@ func Inspect(m *gptj.Model, prompt []int, pos int, layers []int, methods []Metho
 				}
 				start = t + 1
 			}
-			logits, err := m.Continue(out.Resid[l], start, prefix)
+			logits, err := m.Continue(ctx, out.Resid[l], start, prefix)
 			if err != nil {
 				prefix.Close()
 				return nil, err
