@@ -13,6 +13,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/simplescope/simplescope/core/gptj"
+	"github.com/simplescope/simplescope/core/patching"
 	"github.com/simplescope/simplescope/core/tokenizer"
 	"github.com/simplescope/simplescope/core/torch"
 )
@@ -105,6 +106,9 @@ var handlers = map[string]Handler{
 	"run_with_cache": (*Session).runWithCache,
 	"evaluate":       (*Session).evaluate,
 	"inspect":        (*Session).inspect,
+	"hidden_states":  (*Session).hiddenStates,
+	"patch":          (*Session).patch,
+	"generate":       (*Session).generate,
 	"load_data": func(_ *Session, _ context.Context, req []byte, _ func(int64, int64)) (any, error) {
 		return loadData(req)
 	},
@@ -336,7 +340,8 @@ func (s *Session) runWithCache(ctx context.Context, req []byte, _ func(int64, in
 // asInput marks the model's refusals (empty batch, token out of range, too long) as input errors.
 func asInput(err error) error {
 	var ge *gptj.InputError
-	if errors.As(err, &ge) {
+	var pe *patching.InputError
+	if errors.As(err, &ge) || errors.As(err, &pe) {
 		return &InputError{err}
 	}
 	return err
