@@ -169,7 +169,7 @@ func (s *Session) stopper(stops []string) (func(int, []int) bool, error) {
 		}
 	}
 	return func(_ int, toks []int) bool {
-		text, err := tk.Decode(toks)
+		text, err := tk.DecodeText(toks)
 		if err != nil {
 			return false
 		}
@@ -190,7 +190,7 @@ func (s *Session) texts(toks [][]int) []string {
 		return out
 	}
 	for i, t := range toks {
-		out[i], _ = tk.Decode(t)
+		out[i], _ = tk.DecodeText(t)
 	}
 	return out
 }
@@ -294,7 +294,7 @@ func broadcastRows(v *torch.Tensor, n int, name string) (*torch.Tensor, error) {
 		return s.Keep(out), nil
 	}
 	v.Close()
-	return nil, inputf("%s: shape %v, want [%d, d] or [d]", name, sh, n)
+	return nil, inputf("%s: shape %s, want [%d, d] or [d]", name, torch.ShapeString(sh), n)
 }
 
 // affine returns v @ W + b (n, C) in the model's dtype; v (n, d_in) float32 is freed.
@@ -315,10 +315,10 @@ func (s *Session) affine(v *torch.Tensor, f *affineField) (*torch.Tensor, error)
 	}
 	sc.Own(b, nil)
 	if ws := W.Shape(); len(ws) != 2 || ws[0] != din || ws[1] != C {
-		return nil, inputf("transform W: shape %v, want [%d, %d] (d_in of the vectors, d_model)", ws, din, C)
+		return nil, inputf("transform W: shape %s, want [%d, %d] (d_in of the vectors, d_model)", torch.ShapeString(ws), din, C)
 	}
 	if bs := b.Shape(); len(bs) != 1 || bs[0] != C {
-		return nil, inputf("transform b: shape %v, want [%d] (d_model)", bs, C)
+		return nil, inputf("transform b: shape %s, want [%d] (d_model)", torch.ShapeString(bs), C)
 	}
 	out := sc.To(sc.Add(sc.Matmul(v, W), b), s.Model.DType, s.Model.Device) // (n, C)
 	if err := sc.Err(); err != nil {

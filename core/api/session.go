@@ -250,7 +250,7 @@ func (s *Session) decode(_ context.Context, req []byte, _ func(int64, int64)) (a
 	}
 	texts := make([]string, len(r.IDs))
 	for i, ids := range r.IDs {
-		if texts[i], err = tk.Decode(ids); err != nil {
+		if texts[i], err = tk.DecodeText(ids); err != nil {
 			return nil, &InputError{err}
 		}
 	}

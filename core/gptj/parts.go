@@ -7,7 +7,9 @@ import "github.com/simplescope/simplescope/core/torch"
 // to s, a failure is recorded in s.
 
 // Embed returns the token embeddings (B, T, C) of ids (B, T) int64.
-func (m *Model) Embed(s *torch.Scope, ids *torch.Tensor) *torch.Tensor { return s.Embedding(m.wte, ids) }
+func (m *Model) Embed(s *torch.Scope, ids *torch.Tensor) *torch.Tensor {
+	return s.Embedding(m.wte, ids)
+}
 
 // Angles returns the rotary sin, cos (B, T, 1, rot/2) of positions pos (B, T) int64, as
 // RunBlocks' Pass.Sin and Pass.Cos take them.

@@ -156,7 +156,7 @@ func checkVectors(m *gptj.Model, vecs *torch.Tensor, n int) error {
 	}
 	sh := vecs.Shape()
 	if len(sh) != 2 || sh[0] != int64(n) || sh[1] != int64(m.Cfg.NEmbd) {
-		return inputErr("vectors: shape %v, want [%d, %d] (rows, d_model)", sh, n, m.Cfg.NEmbd)
+		return inputErr("vectors: shape %s, want [%d, %d] (rows, d_model)", torch.ShapeString(sh), n, m.Cfg.NEmbd)
 	}
 	if vecs.DType() != m.DType || vecs.Device() != m.Device {
 		return fmt.Errorf("vectors: %s on %s, want %s on %s (converted by the caller)", vecs.DType(), vecs.Device(), m.DType, m.Device)
