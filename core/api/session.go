@@ -106,6 +106,9 @@ var handlers = map[string]Handler{
 	"run_with_cache": (*Session).runWithCache,
 	"evaluate":       (*Session).evaluate,
 	"inspect":        (*Session).inspect,
+	"hidden_states":  (*Session).hiddenStates,
+	"patch":          (*Session).patch,
+	"generate":       (*Session).generate,
 	"load_data": func(_ *Session, _ context.Context, req []byte, _ func(int64, int64)) (any, error) {
 		return loadData(req)
 	},
@@ -272,7 +275,7 @@ func (s *Session) decode(_ context.Context, req []byte, _ func(int64, int64)) (a
 	}
 	texts := make([]string, len(r.IDs))
 	for i, ids := range r.IDs {
-		if texts[i], err = tk.Decode(ids); err != nil {
+		if texts[i], err = tk.DecodeText(ids); err != nil {
 			return nil, errs.AsInput(err)
 		}
 	}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .patching import GenerateOutput, PatchOutput, Source  # noqa: E402  (pure Python)
 from .results import Results  # noqa: E402  (pure Python; no native code)
 
 
@@ -51,4 +52,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'simplescope' has no attribute {name!r}")
 
 
-__all__ = ["load", "backend_info", "read_corpus", "Results", "Model", "__version__"]
+__all__ = ["load", "backend_info", "read_corpus", "Results", "Model", "Source", "PatchOutput",
+           "GenerateOutput", "__version__"]

@@ -8,7 +8,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from . import _native
+from . import _calls, _native, patching
 from .methods import DEFAULT_METHODS, method_specs
 from .results import Results
 
@@ -214,6 +214,33 @@ class Model:
         if self.config.get("has_tokenizer"):
             return dict(zip(ids, self.to_str_tokens(ids)))
         return {i: str(i) for i in ids}
+
+    # patching and generation (python/simplescope/patching.py) ------------------------------
+    def hidden_states(self, prompts, layer, position=-1, *, prepend_bos: bool = False):
+        """torch [n, d_model]: the output of block `layer` (resid_post; before ln_f for the last
+        block) of each prompt at `position` (negative counts from the end)."""
+        return patching.hidden_states(self, prompts, layer, position, prepend_bos=prepend_bos)
+
+    def patch(self, targets, vectors, layer, position=-1, *, site="resid_post", transform=None,
+              prepend_bos=False, progress=True) -> "patching.PatchOutput":
+        """Writes vectors into the targets' residual stream and returns the next-token logits
+        at each target's last position (see simplescope.patching)."""
+        return patching.patch(self, targets, vectors, layer, position, site=site, transform=transform,
+                              prepend_bos=prepend_bos, progress=progress)
+
+    def generate(self, targets, vectors=None, layer=None, position=-1, *, max_new_tokens=20,
+                 do_sample=False, temperature=1.0, top_k=None, top_p=None, seed=None, stop=None,
+                 site="resid_post", transform=None, prepend_bos=False, progress=True) -> "patching.GenerateOutput":
+        """Generates after each target, the patch (if any) applied in the prompt pass only
+        (see simplescope.patching)."""
+        return patching.generate(self, targets, vectors, layer, position, max_new_tokens=max_new_tokens,
+                                 do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+                                 seed=seed, stop=stop, site=site, transform=transform,
+                                 prepend_bos=prepend_bos, progress=progress)
+
+    def _call_tensors(self, method, req, progress=False):
+        """Runs a method whose request and result hold tensors (see _calls)."""
+        return _calls.call_with_tensors(self, method, req, progress)
 
     def live_tensors(self) -> int:
         """Tensors alive in the process (a leak check)."""

@@ -1,0 +1,166 @@
+package patching
+
+import (
+	"context"
+	"fmt"
+	"github.com/simplescope/simplescope/core/errs"
+
+	"github.com/simplescope/simplescope/core/gptj"
+	"github.com/simplescope/simplescope/core/torch"
+)
+
+// Options bound the batches (0: defaults for the device) and report progress.
+type Options struct {
+	Rows     int                     // rows per batch
+	Tokens   int                     // padded tokens per tail batch
+	Progress func(done, total int64) // rows finished so far, of all rows (may be nil)
+}
+
+func (o *Options) defaults(m *gptj.Model) {
+	onGPU := m.Device.Type == torch.DevCUDA
+	if o.Rows <= 0 {
+		o.Rows = 512
+		if onGPU {
+			o.Rows = 8192
+		}
+	}
+	if o.Tokens <= 0 {
+		o.Tokens = 8192
+		if onGPU {
+			o.Tokens = 65536
+		}
+	}
+}
+
+// Stats counts what a call did.
+type Stats struct {
+	PrefixPasses, Batches, Retries int
+}
+
+// Patch writes vecs[i] (N, C; the model's dtype and device) into rows[i] and returns the
+// next-token logits at the last position of every target, (N, V) float32, in row order.
+func Patch(ctx context.Context, m *gptj.Model, rows []Row, vecs *torch.Tensor, site Site, opt Options) (*torch.Tensor, Stats, error) {
+	var st Stats
+	if err := checkVectors(m, vecs, len(rows)); err != nil {
+		return nil, st, err
+	}
+	if err := CheckRows(m, rows, "targets"); err != nil {
+		return nil, st, err
+	}
+	opt.defaults(m)
+	s := torch.NewScope()
+	defer s.Close()
+	var pieces []*torch.Tensor // (n_j, V) per batch
+	var order []int64          // the row of each piece row
+	done := int64(0)
+	for _, j := range plan(rows, site, true) {
+		err := runJob(ctx, m, j, func(prefix *gptj.Prefix) error {
+			size := opt.Rows
+			if j.start < 0 {
+				size = max(1, min(opt.Rows, opt.Tokens/max(1, len(j.target)+maxLen(rows, j.rows)-2*j.prefixLen)))
+			}
+			retries, err := forChunks(len(j.rows), &size, func(lo, hi int) error {
+				idx := j.rows[lo:hi]
+				lg, err := patchBatch(ctx, m, rows, idx, vecs, site, j, prefix)
+				if err != nil {
+					return err
+				}
+				pieces = append(pieces, s.Own(lg, nil))
+				for _, i := range idx {
+					order = append(order, int64(i))
+				}
+				st.Batches++
+				done += int64(len(idx))
+				if opt.Progress != nil {
+					opt.Progress(done, int64(len(rows)))
+				}
+				return nil
+			})
+			st.Retries += retries
+			return err
+		})
+		if err != nil {
+			return nil, st, err
+		}
+		st.PrefixPasses++
+	}
+	return inRowOrder(s, pieces, order), st, s.Err()
+}
+
+// runJob computes the job's shared prefix, runs f with it and frees it.
+func runJob(ctx context.Context, m *gptj.Model, j job, f func(*gptj.Prefix) error) error {
+	prefix, err := m.ComputePrefix(ctx, j.target[:j.prefixLen])
+	if err != nil {
+		return fmt.Errorf("target prefix: %w", err)
+	}
+	defer prefix.Close()
+	return f(prefix)
+}
+
+// patchBatch returns the logits (n, V) float32 of rows idx of job j.
+func patchBatch(ctx context.Context, m *gptj.Model, rows []Row, idx []int, vecs *torch.Tensor, site Site, j job, prefix *gptj.Prefix) (*torch.Tensor, error) {
+	s := torch.NewScope()
+	defer s.Close()
+	if j.start >= 0 { // one position per row, from the patched block on
+		h := s.IndexSelect(vecs, 0, indexTensor(s, idx, vecs.Device())) // (n, C)
+		if err := s.Err(); err != nil {
+			return nil, err
+		}
+		return m.Continue(ctx, h, j.start, prefix)
+	}
+	tb := newTails(s, m, rows, idx, j.prefixLen)
+	w := newWriter(s, rows, idx, vecs, tb)
+	x := m.Embed(s, tb.ids) // (B, T, C)
+	x, _ = m.RunBlocks(ctx, s, x, w.pass(s, m, tb, prefix, site, false))
+	logits := m.Logits(s, tb.lastRows(s, x)) // (B, V)
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
+	return s.Keep(logits), nil
+}
+
+// inRowOrder concatenates the pieces (n_j, V) and puts row order[k] of the result at k.
+func inRowOrder(s *torch.Scope, pieces []*torch.Tensor, order []int64) *torch.Tensor {
+	all := pieces[0]
+	if len(pieces) > 1 {
+		all = s.Cat(pieces, 0) // (N, V)
+	}
+	inv := make([]int64, len(order))
+	for k, i := range order {
+		inv[i] = int64(k)
+	}
+	out := s.IndexSelect(all, 0, torch.ScopeFromSlice(s, inv, []int64{int64(len(inv))}, torch.Int64, all.Device()))
+	return s.Keep(out)
+}
+
+func indexTensor(s *torch.Scope, idx []int, dev torch.Device) *torch.Tensor {
+	v := make([]int64, len(idx))
+	for k, i := range idx {
+		v[k] = int64(i)
+	}
+	return torch.ScopeFromSlice(s, v, []int64{int64(len(v))}, torch.Int64, dev)
+}
+
+func maxLen(rows []Row, idx []int) int {
+	n := 0
+	for _, i := range idx {
+		n = max(n, len(rows[i].Target))
+	}
+	return n
+}
+
+// checkVectors: vecs is (n, C) in the model's dtype on its device (nil allowed when n rows
+// write nothing, as in Generate without a patch).
+func checkVectors(m *gptj.Model, vecs *torch.Tensor, n int) error {
+	if vecs == nil {
+		return errs.Input("vectors: none given")
+	}
+	sh := vecs.Shape()
+	if len(sh) != 2 || sh[0] != int64(n) || sh[1] != int64(m.Cfg.NEmbd) {
+		return errs.Input("vectors: shape %s, want [%d, %d] (rows, d_model)", torch.ShapeString(sh), n, m.Cfg.NEmbd)
+	}
+	if vecs.DType() != m.DType || vecs.Device() != m.Device {
+		return fmt.Errorf("vectors: %s on %s, want %s on %s (converted by the caller)", vecs.DType(), vecs.Device(), m.DType, m.Device)
+	}
+	return nil
+}
