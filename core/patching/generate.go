@@ -34,7 +34,7 @@ func Generate(ctx context.Context, m *gptj.Model, rows []Row, vecs *torch.Tensor
 	for _, j := range plan(rows, site, false) {
 		err := runJob(ctx, m, j, func(prefix *gptj.Prefix) error {
 			size := max(1, min(opt.Rows, opt.Tokens/max(1, maxLen(rows, j.rows)+opt.MaxNew)))
-			retries, err := forChunks(len(j.rows), &size, func(lo, hi int) error {
+			retries, err := opt.inBatches(ctx, len(j.rows), size, func(lo, hi int) error {
 				d := decoder{m: m, rows: rows, idx: j.rows[lo:hi], opt: &opt}
 				if err := d.run(ctx, vecs, site, j.prefixLen, prefix); err != nil {
 					return err

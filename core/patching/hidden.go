@@ -37,7 +37,7 @@ func HiddenStates(ctx context.Context, m *gptj.Model, reads []Read, opt Options)
 	var pieces []*torch.Tensor
 	var order []int64
 	size := max(1, opt.Tokens/len(prompts[byLen[0]]))
-	retries, err := forChunks(len(byLen), &size, func(lo, hi int) error {
+	retries, err := opt.inBatches(ctx, len(byLen), size, func(lo, hi int) error {
 		got, rowsOf, err := readBatch(ctx, m, prompts, byLen[lo:hi], reads, of)
 		if err != nil {
 			return err

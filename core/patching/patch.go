@@ -3,6 +3,7 @@ package patching
 import (
 	"context"
 	"fmt"
+	"github.com/simplescope/simplescope/core/batch"
 	"github.com/simplescope/simplescope/core/errs"
 
 	"github.com/simplescope/simplescope/core/gptj"
@@ -14,6 +15,8 @@ type Options struct {
 	Rows     int                     // rows per batch
 	Tokens   int                     // padded tokens per tail batch
 	Progress func(done, total int64) // rows finished so far, of all rows (may be nil)
+
+	limit int // items per batch at most once a batch ran out of memory (batch.RetryHalving)
 }
 
 func (o *Options) defaults(m *gptj.Model) {
@@ -30,6 +33,12 @@ func (o *Options) defaults(m *gptj.Model) {
 			o.Tokens = 65536
 		}
 	}
+}
+
+// inBatches runs items [0, n) in batches of at most size items, a batch that runs out of memory
+// run again as its first half (batch.RetryHalving); it returns the number of retries.
+func (o *Options) inBatches(ctx context.Context, n, size int, run func(lo, hi int) error) (int, error) {
+	return batch.RetryHalving(ctx, n, &o.limit, func(i int) int { return min(n, i+size) }, run)
 }
 
 // Stats counts what a call did.
@@ -59,7 +68,7 @@ func Patch(ctx context.Context, m *gptj.Model, rows []Row, vecs *torch.Tensor, s
 			if j.start < 0 {
 				size = max(1, min(opt.Rows, opt.Tokens/max(1, len(j.target)+maxLen(rows, j.rows)-2*j.prefixLen)))
 			}
-			retries, err := forChunks(len(j.rows), &size, func(lo, hi int) error {
+			retries, err := opt.inBatches(ctx, len(j.rows), size, func(lo, hi int) error {
 				idx := j.rows[lo:hi]
 				lg, err := patchBatch(ctx, m, rows, idx, vecs, site, j, prefix)
 				if err != nil {

@@ -93,7 +93,7 @@ func (c *chunk) close() {
 }
 
 // sourcePass runs the source forward over the chunk's prompts, longest first, in batches of
-// similar length (bucketEnd), halving the token budget on out-of-memory.
+// similar length (bucketEnd), halving a batch that runs out of memory.
 func (c *chunk) sourcePass(ctx context.Context) error {
 	e := c.e
 	t0 := time.Now()
@@ -104,7 +104,7 @@ func (c *chunk) sourcePass(ctx context.Context) error {
 	sort.SliceStable(docs, func(i, j int) bool { return len(e.req.Prompts[docs[i]]) > len(e.req.Prompts[docs[j]]) })
 	next := func(i int) int { return e.bucketEnd(docs, i) }
 	run := func(i, j int) error { return c.sourceBatch(ctx, docs[i:j]) }
-	if err := e.retryHalving(ctx, len(docs), &e.batchTok, next, run); err != nil {
+	if err := e.retryHalving(ctx, len(docs), &e.srcLimit, next, run); err != nil {
 		return err
 	}
 	e.res.Stats.SourceSeconds += time.Since(t0).Seconds()

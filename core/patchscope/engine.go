@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/simplescope/simplescope/core/batch"
 	"github.com/simplescope/simplescope/core/gptj"
 	"github.com/simplescope/simplescope/core/torch"
 )
@@ -49,6 +50,7 @@ type engine struct {
 	L        int
 	chunk    int            // prompts per chunk
 	batchTok int            // padded tokens per source batch (see tokenBudget)
+	srcLimit int            // prompts per source batch at most, once one ran out of memory (0: no cap)
 	rows     int            // rows per continuation batch
 	prefixes []*gptj.Prefix // per method: its target prefix's K/V (nil for logit lens)
 	res      *Result
@@ -147,29 +149,13 @@ func (e *engine) prefixOf(mi int) *gptj.Prefix {
 	return e.prefixes[mi]
 }
 
-// retryHalving runs n items in consecutive batches and is where out-of-memory is handled: next(i)
-// returns the end of the batch that starts at item i (reading *size), run(i, j) runs items
-// [i, j). When a batch of more than one item runs out of memory, *size is halved (never below 1),
-// the retry counted, and the batch formed again from item i. Any other error, or a single item
-// out of memory, ends the loop. ctx is checked after every batch.
-func (e *engine) retryHalving(ctx context.Context, n int, size *int, next func(i int) int, run func(i, j int) error) error {
-	for i := 0; i < n; {
-		j := next(i)
-		err := run(i, j)
-		if torch.IsOOM(err) && j-i > 1 {
-			*size = max(1, *size/2)
-			e.res.Stats.Retries++
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if err := cancelled(ctx); err != nil {
-			return err
-		}
-		i = j
-	}
-	return nil
+// retryHalving runs n items in batches under batch.RetryHalving (the one out-of-memory policy:
+// a batch that runs out of memory is run again as its first half, and *limit caps the batches
+// after it) and counts the retries in the result's stats.
+func (e *engine) retryHalving(ctx context.Context, n int, limit *int, next func(i int) int, run func(i, j int) error) error {
+	retries, err := batch.RetryHalving(ctx, n, limit, next, run)
+	e.res.Stats.Retries += retries
+	return err
 }
 
 // bucketEnd returns the end of the source batch starting at docs[i] (docs sorted by length,
