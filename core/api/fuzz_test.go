@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -16,17 +17,22 @@ import (
 	"github.com/simplescope/simplescope/core/torch"
 )
 
-// fuzzMethods are the methods FuzzCall exercises (every method but debug.panic), sorted so that
-// a corpus entry's method index is stable.
+// fuzzMethods are the methods FuzzCall exercises (every method but debug.panic). A corpus entry
+// names its method by index into this list, so methods are only ever appended to it
+// (TestFuzzMethodsCoverServed checks that none is missing).
 func fuzzMethods() []string {
-	var out []string
-	for _, m := range Methods() {
-		if m != "debug.panic" {
-			out = append(out, m)
-		}
+	return []string{"config", "decode", "evaluate", "inspect", "load_data", "run_with_cache",
+		"token_strings", "tokenize", "generate", "hidden_states", "patch"}
+}
+
+func TestFuzzMethodsCoverServed(t *testing.T) {
+	served := slices.DeleteFunc(Methods(), func(m string) bool { return m == "debug.panic" })
+	listed := slices.Clone(fuzzMethods())
+	sort.Strings(served)
+	sort.Strings(listed)
+	if !slices.Equal(served, listed) {
+		t.Fatalf("api.Methods() %v but fuzzMethods() %v: append the new methods to fuzzMethods", served, listed)
 	}
-	sort.Strings(out)
-	return out
 }
 
 // corpusEntry is one valid request of the seed corpus.
@@ -64,6 +70,19 @@ func corpusEntries() []corpusEntry {
 			"methods": []map[string]any{{"name": "logitlens"}, {"name": "patchscope"}}, "layers": []int{1}}},
 		{"load_data", "load_data", map[string]any{"path": demoCorpus, "max_docs": 3}},
 		{"load_data_preset", "load_data", map[string]any{"path": demoCorpus, "preset": "seed"}},
+		{"hidden_states", "hidden_states", map[string]any{"texts": []string{"Hello world", "a b c"},
+			"prepend_bos": true, "layers": []int{0, 1}, "positions": []int{-1, 1}}},
+		{"patch", "patch", map[string]any{"targets": map[string]any{"tokens": [][]int{{7, 8, 9}, {7, 8, 9}, {3}}},
+			"site": "resid_post", "layers": []int{0, 1, 1}, "positions": [][]int{{-1}, {0, 2}, {0}},
+			"vectors": F32Array(make([]float32, 16), 16), "batch_rows": 2}},
+		{"patch_source", "patch", map[string]any{"targets": map[string]any{"texts": []string{"?"}},
+			"prepend_bos": true, "site": "resid_pre", "layers": []int{1, 1}, "positions": [][]int{{-1}, {-1}},
+			"source":    map[string]any{"texts": []string{"one two", "three"}, "layers": []int{0, 1}, "positions": []int{1, -1}},
+			"transform": map[string]any{"W": F32Array(make([]float32, 256), 16, 16), "b": F32Array(make([]float32, 16), 16)}}},
+		{"generate", "generate", map[string]any{"targets": map[string]any{"tokens": [][]int{{7, 8, 9}, {3}}},
+			"max_new_tokens": 3, "layers": []int{0, 1}, "positions": [][]int{{-1}, {0}},
+			"vectors": F32Array(make([]float32, 32), 2, 16), "do_sample": true, "temperature": 0.7,
+			"top_k": 5, "top_p": 0.9, "seed": 1, "stop": []string{"x"}}},
 	}
 }
 

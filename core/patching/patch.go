@@ -43,7 +43,9 @@ func (o *Options) inBatches(ctx context.Context, n, size int, run func(lo, hi in
 
 // Stats counts what a call did.
 type Stats struct {
-	PrefixPasses, Batches, Retries int
+	PrefixPasses int `msgpack:"prefix_passes"` // shared target prefixes computed
+	Batches      int `msgpack:"batches"`       // batches run
+	Retries      int `msgpack:"retries"`       // batches halved after running out of memory
 }
 
 // Patch writes vecs[i] (N, C; the model's dtype and device) into rows[i] and returns the
