@@ -135,6 +135,39 @@ SST_API sst_error sst_causal_mask(const sst_tensor *valid, sst_tensor **out);
 SST_API sst_error sst_attention(const sst_tensor *q, const sst_tensor *k, const sst_tensor *v,
                         const sst_tensor *mask, sst_tensor **out);
 
+/* ---- Transfers, fault injection, memory budget, attention over parts (issue 16) ---- */
+
+/* Host->device uploads (from_blob; to from the CPU to CUDA) and device->host reads (copy_to_host;
+ * to from CUDA to the CPU: each a synchronisation on CUDA), counted since the process started,
+ * and how many of each happened while a hot loop was marked. Any out-pointer may be NULL. */
+SST_API sst_error sst_transfer_counts(int64_t *uploads, int64_t *syncs, int64_t *uploads_hot,
+                              int64_t *syncs_hot);
+/* Marks entering (enter != 0) or leaving (enter == 0) a hot loop (the loop over blocks). The mark
+ * is process-wide: transfers of other threads during the loop count as inside it. */
+SST_API void sst_hot_loop(int enter);
+/* Test hook: linear fails as out of memory when its input is (B, T, C) with B > rows (rows 0:
+ * off; rows < 0 leaves the setting). *injected (may be NULL) gets the failures injected so far. */
+SST_API void sst_debug_oom_rows(int64_t rows, int64_t *injected);
+/* Attention through at::scaled_dot_product_attention in sst_attention: mode 0 never, 1 on CUDA
+ * tensors (the default), 2 on every device. Returns the previous mode (mode outside 0..2: the
+ * current mode, unchanged). */
+SST_API int sst_set_sdpa(int mode);
+/* Memory of a CUDA device: free and total as the driver reports them, bytes held by live tensors
+ * (allocated) and by the caching allocator (reserved), and the allocator's per-process memory
+ * fraction (torch.cuda.set_per_process_memory_fraction; -1 when this build cannot read it). */
+SST_API sst_error sst_cuda_memory(int64_t device, int64_t *driver_free, int64_t *total,
+                          int64_t *allocated, int64_t *reserved, double *fraction);
+/* 1 when sst_cuda_memory can read the memory fraction (built with the CUDA headers), else 0. */
+SST_API int sst_cuda_memory_fraction_known(void);
+/* Attention of q (B, H, T, D) over n parts of keys and values, k[i]/v[i] (B|1, H, P_i, D): the
+ * parts are attended jointly (one softmax over every key, in part order) without concatenating
+ * them; a part of batch 1 is shared by every row and never expanded or copied. mask NULL or
+ * boolean broadcastable to (B, H, T, ΣP_i), true = may attend. Scores in float32 scaled by
+ * 1/sqrt(D); probabilities rounded to v's dtype; the parts' outputs summed in float32 and
+ * rounded once to v's dtype. */
+SST_API sst_error sst_attention_parts(const sst_tensor *q, sst_tensor *const *k, sst_tensor *const *v,
+                              int64_t n, const sst_tensor *mask, sst_tensor **out);
+
 #ifdef __cplusplus
 }
 #endif
