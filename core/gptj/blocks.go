@@ -57,8 +57,12 @@ type Pass struct {
 	Sin, Cos   *torch.Tensor // rotary angles of x's positions: (B|1, T, 1, rot/2) each
 	Mask       *torch.Tensor // (B|1, 1, T, P+T) bool, true = may attend; nil = attend to all
 	// Past holds the K/V of P earlier positions per block, which x's queries attend to before
-	// its own keys. Batch 1 is broadcast over x's B rows (expanded, not copied); else batch B.
+	// its own keys. Batch 1 is shared by x's B rows (attended as it is, never expanded or
+	// copied per row); else batch B.
 	Past *KV
+	// Shared (optional) holds the K/V of P0 positions before Past, batch 1, shared by every row
+	// (a target prefix under a per-row generation cache). The mask then covers P0+P+T keys.
+	Shared *KV
 	// CollectKV returns this pass's own K/V (B, H, T, D) for every block run (a prefix cache, a
 	// generation step's new entries — append them to a cache with Cat along dim 2).
 	CollectKV bool
@@ -88,6 +92,10 @@ func (m *Model) RunBlocks(ctx context.Context, s *torch.Scope, x *torch.Tensor, 
 	if p.CollectKV {
 		kv = &KV{K: make([]*torch.Tensor, m.Cfg.NLayer), V: make([]*torch.Tensor, m.Cfg.NLayer)}
 	}
+	// Nothing in this loop moves data between host and device (docs/design.md §2): index
+	// tensors are uploaded before it and results read after it. The mark lets the shim's
+	// transfer counters check that (torch.TransferCounts).
+	defer torch.HotLoop()()
 	for l := p.Start; l < p.End; l++ {
 		err := ctxErr(ctx)
 		var y *torch.Tensor
@@ -114,8 +122,10 @@ func (m *Model) hookedBlock(l int, x *torch.Tensor, p *Pass, kv *KV) (*torch.Ten
 	if p.Pre != nil {
 		x = p.Pre(bs, l, x)
 	}
-	pastK, pastV := p.Past.at(l)
-	y, k, v := m.blockForward(bs, l, x, p.Sin, p.Cos, pastK, pastV, p.Mask) // (B, T, C), (B, H, T, D) ×2
+	var parts kvParts
+	parts.add(p.Shared.at(l))
+	parts.add(p.Past.at(l))
+	y, k, v := m.blockForward(bs, l, x, p.Sin, p.Cos, parts, p.Mask) // (B, T, C), (B, H, T, D) ×2
 	if kv != nil {
 		kv.K[l] = bs.Keep(bs.Contiguous(k))
 		kv.V[l] = bs.Keep(bs.Contiguous(v))
@@ -139,10 +149,21 @@ func ctxErr(ctx context.Context) error {
 	return nil
 }
 
-// blockForward runs block l on x (B, T, C). sin/cos (B|1, T, 1, rot/2). pastK/pastV (Bp, H, P, D)
-// with Bp = 1 (shared prefix, broadcast) or B, or nil. mask (B|1, 1, T, P+T) bool or nil (all
-// allowed). It returns the block output (B, T, C) and this call's K, V (B, H, T, D).
-func (m *Model) blockForward(s *torch.Scope, l int, x, sin, cos, pastK, pastV, mask *torch.Tensor) (out, k, v *torch.Tensor) {
+// kvParts are the cached keys and values a block's queries attend to before their own, in order
+// (a shared prefix, a per-row cache), each (1|B, H, P_i, D).
+type kvParts struct{ k, v []*torch.Tensor }
+
+func (ps *kvParts) add(k, v *torch.Tensor) {
+	if k != nil {
+		ps.k, ps.v = append(ps.k, k), append(ps.v, v)
+	}
+}
+
+// blockForward runs block l on x (B, T, C). sin/cos (B|1, T, 1, rot/2). past: the cached K/V
+// parts attended before x's own keys, each (1|B, H, P_i, D) — a part of batch 1 is shared by
+// every row without being copied. mask (B|1, 1, T, ΣP_i+T) bool or nil (all allowed). It returns
+// the block output (B, T, C) and this call's K, V (B, H, T, D).
+func (m *Model) blockForward(s *torch.Scope, l int, x, sin, cos *torch.Tensor, past kvParts, mask *torch.Tensor) (out, k, v *torch.Tensor) {
 	b := &m.blocks[l]
 	cfg := m.Cfg
 	H, D := int64(cfg.NHead), int64(cfg.HeadDim())
@@ -159,17 +180,14 @@ func (m *Model) blockForward(s *torch.Scope, l int, x, sin, cos, pastK, pastV, m
 	rot := int64(cfg.RotaryDim)
 	q = s.Transpose(s.RotaryGPTJ(q, sin, cos, rot), 1, 2) // (B, H, T, D)
 	k = s.Transpose(s.RotaryGPTJ(k, sin, cos, rot), 1, 2)
-	kAll, vAll := k, v
-	if pastK != nil {
-		pk, pv := pastK, pastV
-		if ps := pastK.Shape(); ps != nil && ps[0] != B {
-			pk = s.Expand(pastK, B, -1, -1, -1) // (1, H, P, D) -> (B, H, P, D), a view
-			pv = s.Expand(pastV, B, -1, -1, -1)
-		}
-		kAll = s.Cat([]*torch.Tensor{pk, k}, 2) // (B, H, P+T, D)
-		vAll = s.Cat([]*torch.Tensor{pv, v}, 2)
+	var a *torch.Tensor
+	if len(past.k) == 0 {
+		a = s.Attention(q, k, v, mask) // (B, H, T, D); at::scaled_dot_product_attention on CUDA
+	} else {
+		// the cached parts and the own keys attended jointly, without concatenating them: a
+		// shared prefix is not copied once per row
+		a = s.AttentionParts(q, append(past.k, k), append(past.v, v), mask)
 	}
-	a := s.Attention(q, kAll, vAll, mask)                              // (B, H, T, D)
 	a = s.Linear(s.Reshape(s.Transpose(a, 1, 2), B, T, H*D), b.o, nil) // (B, T, C)
 	f := s.Linear(s.GeluTanh(s.Linear(h, b.fcInW, b.fcInB)), b.fcOutW, b.fcOutB)
 	out = s.Add(s.Add(a, f), x) // (B, T, C)

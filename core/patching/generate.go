@@ -28,7 +28,7 @@ func Generate(ctx context.Context, m *gptj.Model, rows []Row, vecs *torch.Tensor
 	if err := checkGen(m, rows, vecs, opt); err != nil {
 		return nil, st, err
 	}
-	opt.defaults(m)
+	opt.defaults(ctx, m)
 	out := make([][]int, len(rows))
 	done := int64(0)
 	for _, j := range plan(rows, site, false) {
@@ -91,10 +91,11 @@ type decoder struct {
 	tokens [][]int // new tokens per batch row
 
 	s      *torch.Scope
-	active []int    // batch rows still generating, in cache order
-	next   []int    // per batch row, the absolute position of its next token
-	valid  [][]bool // per cache row, which cached keys are real (not padding)
-	cache  gptj.KV  // (A, H, K, D) per block: the active rows' keys and values
+	active []int        // batch rows still generating, in cache order
+	next   []int        // per batch row, the absolute position of its next token
+	valid  [][]bool     // per cache row, which keys are real (not padding): the prefix's, then the cache's
+	prefix *gptj.Prefix // the shared target prefix (1, H, P, D) per block, attended by every row uncopied
+	cache  gptj.KV      // (A, H, K-P, D) per block: the active rows' own keys and values after the prefix
 }
 
 // run does the prompt pass (with the writes) and the decode steps.
@@ -118,8 +119,9 @@ func (d *decoder) run(ctx context.Context, vecs *torch.Tensor, site Site, P int,
 	}
 }
 
-// prompt runs the targets' tails after prefix with vecs written in, keeps every block's K/V
-// (prefix and tail) as the cache, and returns the logits (B, V) at each row's last token.
+// prompt runs the targets' tails after prefix with vecs written in, keeps every block's tail K/V
+// as the cache (the prefix stays shared, batch 1), and returns the logits (B, V) at each row's
+// last token.
 func (d *decoder) prompt(ctx context.Context, vecs *torch.Tensor, site Site, P int, prefix *gptj.Prefix) *torch.Tensor {
 	s, m := d.s, d.m
 	B := len(d.idx)
@@ -141,26 +143,13 @@ func (d *decoder) prompt(ctx context.Context, vecs *torch.Tensor, site Site, P i
 		s.Fail(err)
 		return nil
 	}
-	defer kv.Close()
 	d.valid = tb.valid
+	d.prefix = prefix
 	d.cache = gptj.KV{K: make([]*torch.Tensor, m.Cfg.NLayer), V: make([]*torch.Tensor, m.Cfg.NLayer)}
 	for l := range m.Cfg.NLayer {
-		d.cache.K[l] = d.withPrefix(prefix.K[l], &kv.K[l], B) // (B, H, P+T, D)
-		d.cache.V[l] = d.withPrefix(prefix.V[l], &kv.V[l], B)
+		d.cache.K[l], d.cache.V[l] = s.Own(kv.K[l], nil), s.Own(kv.V[l], nil) // (B, H, T, D)
 	}
 	return logits
-}
-
-// withPrefix returns cat(prefix (1, H, P, D) broadcast to B rows, *tail (B, H, T, D)) in d.s;
-// without a prefix it takes *tail itself (setting *tail to nil).
-func (d *decoder) withPrefix(pre *torch.Tensor, tail **torch.Tensor, B int) *torch.Tensor {
-	if pre == nil {
-		t := *tail
-		*tail = nil
-		return d.s.Own(t, nil)
-	}
-	e := d.s.Expand(pre, int64(B), -1, -1, -1)
-	return d.s.Cat([]*torch.Tensor{e, *tail}, 2)
 }
 
 // append records the chosen token of every active row and drops the rows that end (EOS, a stop,
@@ -232,7 +221,7 @@ func (d *decoder) step(ctx context.Context) *torch.Tensor {
 	x := m.Embed(ss, torch.ScopeFromSlice(ss, ids, []int64{int64(A), 1}, torch.Int64, dev)) // (A, 1, C)
 	sin, cos := m.Angles(ss, torch.ScopeFromSlice(ss, pos, []int64{int64(A), 1}, torch.Int64, dev))
 	maskT := torch.ScopeFromSlice(ss, mask, []int64{int64(A), 1, 1, int64(K + 1)}, torch.Bool, dev)
-	x, kv := m.RunBlocks(ctx, ss, x, gptj.Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: maskT, Past: &d.cache, CollectKV: true})
+	x, kv := m.RunBlocks(ctx, ss, x, gptj.Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: maskT, Shared: &d.prefix.KV, Past: &d.cache, CollectKV: true})
 	logits := m.Logits(ss, ss.Reshape(x, int64(A), -1)) // (A, V)
 	if err := ss.Err(); err != nil {
 		s.Fail(fmt.Errorf("decode step: %w", err))
