@@ -15,11 +15,15 @@ type Options struct {
 	Rows     int                     // rows per batch
 	Tokens   int                     // padded tokens per tail batch
 	Progress func(done, total int64) // rows finished so far, of all rows (may be nil)
+	// Deterministic fixes the default batch sizes (those of the device type) instead of
+	// deriving the token budget from the device's free memory: batch composition, and so the
+	// results bit for bit on one device and dtype, do not depend on what else the device holds.
+	Deterministic bool
 
 	limit int // items per batch at most once a batch ran out of memory (batch.RetryHalving)
 }
 
-func (o *Options) defaults(m *gptj.Model) {
+func (o *Options) defaults(ctx context.Context, m *gptj.Model) {
 	onGPU := m.Device.Type == torch.DevCUDA
 	if o.Rows <= 0 {
 		o.Rows = 512
@@ -31,6 +35,11 @@ func (o *Options) defaults(m *gptj.Model) {
 		o.Tokens = 8192
 		if onGPU {
 			o.Tokens = 65536
+		}
+		if !o.Deterministic {
+			if budget, ok := batch.DeviceBudget(ctx, m.Device); ok {
+				o.Tokens = batch.Tokens(budget, m.Cfg.NEmbd, m.DType.Size())
+			}
 		}
 	}
 }
@@ -58,7 +67,7 @@ func Patch(ctx context.Context, m *gptj.Model, rows []Row, vecs *torch.Tensor, s
 	if err := CheckRows(m, rows, "targets"); err != nil {
 		return nil, st, err
 	}
-	opt.defaults(m)
+	opt.defaults(ctx, m)
 	s := torch.NewScope()
 	defer s.Close()
 	var pieces []*torch.Tensor // (n_j, V) per batch

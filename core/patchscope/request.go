@@ -34,6 +34,11 @@ type Request struct {
 	BatchTokens  int // padded tokens per source forward batch
 	PatchRows    int // rows per patched continuation batch
 	ChunkPrompts int // prompts held at once
+	// Deterministic fixes the default batch sizes (those of the device type) instead of
+	// deriving them from the device's free memory, so that batch composition — and with it the
+	// results, bit for bit, on one device and dtype — does not depend on what else the device
+	// holds. A batch that runs out of memory is still halved (Stats.Retries tells).
+	Deterministic bool
 
 	// Progress, if set, is called with (items done, items total) after each batch.
 	Progress func(done, total int64)

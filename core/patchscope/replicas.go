@@ -1,0 +1,100 @@
+package patchscope
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/simplescope/simplescope/core/gptj"
+	"github.com/simplescope/simplescope/core/torch"
+)
+
+// evaluateReplicas is EvaluateOn over several replicas: one engine per replica, each in a
+// goroutine of its own (on an OS thread with the caller's torch thread count, so CPU results do
+// not depend on which thread runs them), writing its chunks' results into the one Result (the
+// chunks' entries are disjoint). The first failure cancels the others.
+func evaluateReplicas(ctx context.Context, ms []*gptj.Model, req Request, t0 time.Time) (*Result, error) {
+	n := len(ms)
+	engines := make([]*engine, n)
+	for k, m := range ms {
+		rk := req
+		engines[k] = &engine{m: m, req: &rk, L: ms[0].Cfg.NLayer}
+		engines[k].defaults(ctx)
+	}
+	res := engines[0].allocate()
+	total := engines[0].total
+	var progressMu sync.Mutex
+	done := make([]atomic.Int64, n)
+	for k, e := range engines {
+		e.chunk = engines[0].chunk // the same chunks as on one device
+		if k > 0 {
+			// the same result arrays; stats of its own, added up below
+			e.res = &Result{NPrompts: res.NPrompts, Layers: res.Layers, Methods: append([]MethodResult(nil), res.Methods...)}
+			e.total = total
+		} else {
+			e.res = res
+		}
+		if req.Progress != nil {
+			k := k
+			e.req.Progress = func(d, _ int64) {
+				done[k].Store(d)
+				progressMu.Lock()
+				defer progressMu.Unlock()
+				sum := int64(0)
+				for i := range done {
+					sum += done[i].Load()
+				}
+				req.Progress(sum, total)
+			}
+		}
+	}
+	threads := torch.NumThreads()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for k, e := range engines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			if threads > 0 && torch.NumThreads() != threads {
+				_ = torch.SetNumThreads(threads)
+			}
+			if errs[k] = e.run(ctx, k, n); errs[k] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	// the first failure that is not a cancellation (which the failure itself may have caused),
+	// else the first cancellation
+	var first error
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return nil, first
+	}
+	for _, e := range engines[1:] {
+		st := e.res.Stats
+		res.Stats.SourceBatches += st.SourceBatches
+		res.Stats.PatchBatches += st.PatchBatches
+		res.Stats.SourceTokens += st.SourceTokens
+		res.Stats.PatchedRows += st.PatchedRows
+		res.Stats.Retries += st.Retries
+		res.Stats.SourceSeconds += st.SourceSeconds
+		res.Stats.PatchSeconds += st.PatchSeconds
+	}
+	res.Stats.Seconds = time.Since(t0).Seconds()
+	return res, nil
+}
