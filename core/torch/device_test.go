@@ -150,7 +150,9 @@ func TestInjectOOM(t *testing.T) {
 	defer s.Close()
 	r := rand.New(rand.NewSource(1))
 	w := ScopeFromSlice(s, randF32(r, 12), []int64{3, 4}, Float32, CPU)
-	x := func(shape ...int64) *Tensor { return ScopeFromSlice(s, randF32(r, int(numel(shape))), shape, Float32, CPU) }
+	x := func(shape ...int64) *Tensor {
+		return ScopeFromSlice(s, randF32(r, int(numel(shape))), shape, Float32, CPU)
+	}
 	big, small, flat := x(5, 2, 4), x(4, 2, 4), x(9, 4)
 	n0 := InjectedOOMs()
 	restore := InjectOOM(4)
