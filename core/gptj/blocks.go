@@ -130,7 +130,7 @@ func (m *Model) hookedBlock(l int, x *torch.Tensor, p *Pass, kv *KV) (*torch.Ten
 		kv.K[l] = bs.Keep(bs.Contiguous(k))
 		kv.V[l] = bs.Keep(bs.Contiguous(v))
 	}
-	if p.Post != nil {
+	if p.Post != nil && bs.Err() == nil { // hooks see a residual, never the nil of a failed block
 		y = p.Post(bs, l, y)
 	}
 	if err := bs.Err(); err != nil {

@@ -24,38 +24,50 @@ type GenOptions struct {
 // prompt pass only, every new token attends to the patched keys and values. It returns the new
 // tokens of each row.
 func Generate(ctx context.Context, m *gptj.Model, rows []Row, vecs *torch.Tensor, site Site, opt GenOptions) ([][]int, Stats, error) {
+	return GenerateOn(ctx, []*gptj.Model{m}, rows, vecs, site, opt)
+}
+
+// GenerateOn is Generate with the batches split over replicas of one model (ms[0]'s device
+// holds vecs): the tokens equal one replica's (replicas.go). opt.Stop may be called from several
+// goroutines at once.
+func GenerateOn(ctx context.Context, ms []*gptj.Model, rows []Row, vecs *torch.Tensor, site Site, opt GenOptions) ([][]int, Stats, error) {
 	var st Stats
+	m := ms[0]
 	if err := checkGen(m, rows, vecs, opt); err != nil {
 		return nil, st, err
 	}
 	opt.defaults(ctx, m)
+	f, err := newFleet(ms, vecs)
+	if err != nil {
+		return nil, st, err
+	}
+	defer f.close()
 	out := make([][]int, len(rows))
 	done := int64(0)
 	for _, j := range plan(rows, site, false) {
-		err := runJob(ctx, m, j, func(prefix *gptj.Prefix) error {
-			size := max(1, min(opt.Rows, opt.Tokens/max(1, maxLen(rows, j.rows)+opt.MaxNew)))
-			retries, err := opt.inBatches(ctx, len(j.rows), size, func(lo, hi int) error {
-				d := decoder{m: m, rows: rows, idx: j.rows[lo:hi], opt: &opt}
-				if err := d.run(ctx, vecs, site, j.prefixLen, prefix); err != nil {
-					return err
-				}
-				for b, i := range d.idx {
-					out[i] = d.tokens[b]
-				}
-				st.Batches++
-				done += int64(hi - lo)
-				if opt.Progress != nil {
-					opt.Progress(done, int64(len(rows)))
-				}
-				return nil
-			})
-			st.Retries += retries
-			return err
+		size := max(1, min(opt.Rows, opt.Tokens/max(1, maxLen(rows, j.rows)+opt.MaxNew)))
+		retries, prefixes, err := f.job(ctx, j, size, func(ctx context.Context, k int, prefix *gptj.Prefix, lo, hi int) error {
+			d := decoder{m: ms[k], rows: rows, idx: j.rows[lo:hi], opt: &opt}
+			if err := d.run(ctx, f.vecs[k], site, j.prefixLen, prefix); err != nil {
+				return err
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			for b, i := range d.idx {
+				out[i] = d.tokens[b]
+			}
+			st.Batches++
+			done += int64(hi - lo)
+			if opt.Progress != nil {
+				opt.Progress(done, int64(len(rows)))
+			}
+			return nil
 		})
+		st.Retries += retries
+		st.PrefixPasses += prefixes
 		if err != nil {
 			return nil, st, err
 		}
-		st.PrefixPasses++
 	}
 	return out, st, nil
 }

@@ -60,7 +60,14 @@ type Stats struct {
 // Patch writes vecs[i] (N, C; the model's dtype and device) into rows[i] and returns the
 // next-token logits at the last position of every target, (N, V) float32, in row order.
 func Patch(ctx context.Context, m *gptj.Model, rows []Row, vecs *torch.Tensor, site Site, opt Options) (*torch.Tensor, Stats, error) {
+	return PatchOn(ctx, []*gptj.Model{m}, rows, vecs, site, opt)
+}
+
+// PatchOn is Patch with the batches split over replicas of one model (ms[0]'s device holds vecs
+// and the result): the results equal one replica's (replicas.go).
+func PatchOn(ctx context.Context, ms []*gptj.Model, rows []Row, vecs *torch.Tensor, site Site, opt Options) (*torch.Tensor, Stats, error) {
 	var st Stats
+	m := ms[0]
 	if err := checkVectors(m, vecs, len(rows)); err != nil {
 		return nil, st, err
 	}
@@ -68,41 +75,54 @@ func Patch(ctx context.Context, m *gptj.Model, rows []Row, vecs *torch.Tensor, s
 		return nil, st, err
 	}
 	opt.defaults(ctx, m)
+	f, err := newFleet(ms, vecs)
+	if err != nil {
+		return nil, st, err
+	}
+	defer f.close()
 	s := torch.NewScope()
 	defer s.Close()
 	var pieces []*torch.Tensor // (n_j, V) per batch
 	var order []int64          // the row of each piece row
 	done := int64(0)
 	for _, j := range plan(rows, site, true) {
-		err := runJob(ctx, m, j, func(prefix *gptj.Prefix) error {
-			size := opt.Rows
-			if j.start < 0 {
-				size = max(1, min(opt.Rows, opt.Tokens/max(1, len(j.target)+maxLen(rows, j.rows)-2*j.prefixLen)))
+		size := opt.Rows
+		if j.start < 0 {
+			size = max(1, min(opt.Rows, opt.Tokens/max(1, len(j.target)+maxLen(rows, j.rows)-2*j.prefixLen)))
+		}
+		retries, prefixes, err := f.job(ctx, j, size, func(ctx context.Context, k int, prefix *gptj.Prefix, lo, hi int) error {
+			idx := j.rows[lo:hi]
+			lg, err := patchBatch(ctx, ms[k], rows, idx, f.vecs[k], site, j, prefix)
+			if err != nil {
+				return err
 			}
-			retries, err := opt.inBatches(ctx, len(j.rows), size, func(lo, hi int) error {
-				idx := j.rows[lo:hi]
-				lg, err := patchBatch(ctx, m, rows, idx, vecs, site, j, prefix)
-				if err != nil {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if ms[k].Device != m.Device {
+				ts := torch.NewScope()
+				moved := ts.Keep(ts.To(lg, torch.Float32, m.Device))
+				lg.Close()
+				if err := ts.Err(); err != nil {
 					return err
 				}
-				pieces = append(pieces, s.Own(lg, nil))
-				for _, i := range idx {
-					order = append(order, int64(i))
-				}
-				st.Batches++
-				done += int64(len(idx))
-				if opt.Progress != nil {
-					opt.Progress(done, int64(len(rows)))
-				}
-				return nil
-			})
-			st.Retries += retries
-			return err
+				lg = moved
+			}
+			pieces = append(pieces, s.Own(lg, nil))
+			for _, i := range idx {
+				order = append(order, int64(i))
+			}
+			st.Batches++
+			done += int64(len(idx))
+			if opt.Progress != nil {
+				opt.Progress(done, int64(len(rows)))
+			}
+			return nil
 		})
+		st.Retries += retries
+		st.PrefixPasses += prefixes
 		if err != nil {
 			return nil, st, err
 		}
-		st.PrefixPasses++
 	}
 	return inRowOrder(s, pieces, order), st, s.Err()
 }

@@ -2,19 +2,16 @@ package patchscope
 
 import (
 	"context"
-	"errors"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/simplescope/simplescope/core/batch"
 	"github.com/simplescope/simplescope/core/gptj"
-	"github.com/simplescope/simplescope/core/torch"
 )
 
 // evaluateReplicas is EvaluateOn over several replicas: one engine per replica, each in a
-// goroutine of its own (on an OS thread with the caller's torch thread count, so CPU results do
-// not depend on which thread runs them), writing its chunks' results into the one Result (the
+// goroutine of its own (batch.Parallel), writing its chunks' results into the one Result (the
 // chunks' entries are disjoint). The first failure cancels the others.
 func evaluateReplicas(ctx context.Context, ms []*gptj.Model, req Request, t0 time.Time) (*Result, error) {
 	n := len(ms)
@@ -51,39 +48,9 @@ func evaluateReplicas(ctx context.Context, ms []*gptj.Model, req Request, t0 tim
 			}
 		}
 	}
-	threads := torch.NumThreads()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for k, e := range engines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			if threads > 0 && torch.NumThreads() != threads {
-				_ = torch.SetNumThreads(threads)
-			}
-			if errs[k] = e.run(ctx, k, n); errs[k] != nil {
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	// the first failure that is not a cancellation (which the failure itself may have caused),
-	// else the first cancellation
-	var first error
-	for _, err := range errs {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return nil, err
-		}
-		if first == nil {
-			first = err
-		}
-	}
-	if first != nil {
-		return nil, first
+	err := batch.Parallel(ctx, n, func(ctx context.Context, k int) error { return engines[k].run(ctx, k, n) })
+	if err != nil {
+		return nil, err
 	}
 	for _, e := range engines[1:] {
 		st := e.res.Stats
