@@ -41,8 +41,9 @@ int ss_backend_info(uint8_t **out, size_t *out_len, char **err);
 /* Number of tensors alive in the process (for leak checks). */
 int64_t ss_live_tensors(void);
 
-/* Loads a GPT-J model folder. device: "cpu", "cuda", "cuda:N"; dtype: "float32", "float16",
- * "bfloat16". */
+/* Loads a GPT-J model folder. device: "cpu", "cuda", "cuda:N", or a comma-separated list of
+ * devices ("cuda:0,cuda:1"; one model replica each, evaluate, patch and generate split their work
+ * over them); dtype: "float32", "float16", "bfloat16". */
 int ss_model_load(const char *path, const char *device, const char *dtype, ss_model **out,
                   char **err);
 void ss_model_free(ss_model *m);

@@ -37,6 +37,8 @@ type EvalRequest struct {
 	BatchTokens  int          `msgpack:"batch_tokens"`
 	PatchRows    int          `msgpack:"patch_rows"`
 	ChunkPrompts int          `msgpack:"chunk_prompts"`
+	// Deterministic: batch sizes fixed per device type, not from free memory (patchscope.Request)
+	Deterministic bool `msgpack:"deterministic"`
 }
 
 // resolveMethod turns a spec into an engine method.
@@ -241,8 +243,9 @@ func (s *Session) evaluate(ctx context.Context, req []byte, progress func(int64,
 	er := patchscope.Request{
 		Prompts: prompts, Layers: r.Layers, Methods: methods, Positions: pos, Seed: r.Seed,
 		BatchTokens: r.BatchTokens, PatchRows: r.PatchRows, ChunkPrompts: r.ChunkPrompts, Progress: progress,
+		Deterministic: r.Deterministic,
 	}
-	res, err := patchscope.Evaluate(ctx, s.Model, er)
+	res, err := patchscope.EvaluateOn(ctx, s.replicas(), er)
 	if err != nil {
 		return nil, err
 	}
