@@ -47,7 +47,7 @@ def call_with_tensors(model, method, req, progress=False):
                 bar.update(done - bar.n)
     try:
         with model._using() as h:
-            out = model._lib.run(h, method, req, on_progress)
+            out = model._lib.run(h, method, model._with_memory_fraction(req), on_progress)
     finally:
         if bar is not None:
             bar.close()

@@ -16,12 +16,15 @@ from .results import Results
 class Model:
     """A GPT-J loaded by the Go core. Methods are safe to call from several threads."""
 
-    def __init__(self, path: str, device: str = "cpu", dtype: str = "float32"):
+    def __init__(self, path: str, device="cpu", dtype: str = "float32"):
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"model path must be a string or path, got {type(path).__name__}")
         path = os.path.expanduser(os.fspath(path))
+        devices = _devices(device)
         self._lib = _native.lib()
-        self._h = self._lib.load(path, device, dtype)
+        _init_cuda(devices)
+        self._h = self._lib.load(path, ",".join(devices), dtype)
+        self._cuda_index = next((_cuda_index(d) for d in devices if d.startswith("cuda")), None)
         self._lock = threading.Condition()
         self._active = 0  # calls in flight; close() waits for them
         self.path = path
@@ -79,7 +82,17 @@ class Model:
 
     def _call(self, method, req=None):
         with self._using() as h:
-            return self._lib.call(h, method, req)
+            return self._lib.call(h, method, self._with_memory_fraction(req))
+
+    def _with_memory_fraction(self, req):
+        """req with torch's per-process memory fraction of the model's CUDA device, which the
+        core's batch budgets use when its shim cannot read the allocator's own."""
+        if self._cuda_index is None:
+            return req
+        import torch
+        req = dict(req or {})
+        req.setdefault("memory_fraction", float(torch.cuda.get_per_process_memory_fraction(self._cuda_index)))
+        return req
 
     @property
     def n_layers(self) -> int:
@@ -168,7 +181,8 @@ class Model:
     # evaluation ----------------------------------------------------------------------------
     def evaluate(self, prompts, methods=DEFAULT_METHODS, positions="random", seed: int = 42,
                  prepend_bos: bool = True, layers=None, progress: bool = True, truncate: bool = True,
-                 batch_tokens: int = 0, patch_rows: int = 0, chunk_prompts: int = 0) -> Results:
+                 batch_tokens: int = 0, patch_rows: int = 0, chunk_prompts: int = 0,
+                 deterministic: bool = False) -> Results:
         """Evaluates each method at each layer on each prompt (docs/design.md §1).
 
         prompts: list of texts, or list of token-id lists (BOS is added when prepend_bos).
@@ -180,9 +194,13 @@ class Model:
         layers: source layers (default all). truncate: cut prompts longer than the model's
           context to it (False: raise). progress: a tqdm bar. Ctrl-C stops the run promptly and
           leaves the model usable.
+        deterministic: fixed default batch sizes instead of sizes that follow the GPU's free
+          memory, so the results are bit-for-bit the same across runs on one device and dtype
+          (whatever else the GPU holds).
         """
         req = _evaluate_request(prompts, methods, positions, seed, prepend_bos, layers, truncate,
                                 batch_tokens, patch_rows, chunk_prompts)
+        req["deterministic"] = bool(deterministic)
         out = self._run("evaluate", req, progress)
         return _results_from(out, self, prepend_bos, seed, positions)
 
@@ -191,7 +209,7 @@ class Model:
         bar, on_progress = _progress_bar() if progress else (None, None)
         try:
             with self._using() as h:
-                return self._lib.run(h, method, req, on_progress)
+                return self._lib.run(h, method, self._with_memory_fraction(req), on_progress)
         finally:
             if bar is not None:
                 bar.close()
@@ -222,21 +240,22 @@ class Model:
         return patching.hidden_states(self, prompts, layer, position, prepend_bos=prepend_bos)
 
     def patch(self, targets, vectors, layer, position=-1, *, site="resid_post", transform=None,
-              prepend_bos=False, progress=True) -> "patching.PatchOutput":
+              prepend_bos=False, progress=True, deterministic=False) -> "patching.PatchOutput":
         """Writes vectors into the targets' residual stream and returns the next-token logits
         at each target's last position (see simplescope.patching)."""
         return patching.patch(self, targets, vectors, layer, position, site=site, transform=transform,
-                              prepend_bos=prepend_bos, progress=progress)
+                              prepend_bos=prepend_bos, progress=progress, deterministic=deterministic)
 
     def generate(self, targets, vectors=None, layer=None, position=-1, *, max_new_tokens=20,
                  do_sample=False, temperature=1.0, top_k=None, top_p=None, seed=None, stop=None,
-                 site="resid_post", transform=None, prepend_bos=False, progress=True) -> "patching.GenerateOutput":
+                 site="resid_post", transform=None, prepend_bos=False, progress=True,
+                 deterministic=False) -> "patching.GenerateOutput":
         """Generates after each target, the patch (if any) applied in the prompt pass only
         (see simplescope.patching)."""
         return patching.generate(self, targets, vectors, layer, position, max_new_tokens=max_new_tokens,
                                  do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
                                  seed=seed, stop=stop, site=site, transform=transform,
-                                 prepend_bos=prepend_bos, progress=progress)
+                                 prepend_bos=prepend_bos, progress=progress, deterministic=deterministic)
 
     def _call_tensors(self, method, req, progress=False):
         """Runs a method whose request and result hold tensors (see _calls)."""
@@ -386,8 +405,38 @@ def _results_from(out: dict, model: Model | None, prepend_bos, seed, positions) 
                    target_layers={k: v for k, v in target_layers.items() if v})
 
 
-def load(path, device: str = "cpu", dtype: str = "float32") -> Model:
+def _devices(device) -> list[str]:
+    """The device list: one name ("cpu", "cuda", "cuda:N") or a list of them (one replica each)."""
+    devices = [device] if isinstance(device, str) else list(device)
+    if not devices or not all(isinstance(d, str) and d.strip() for d in devices):
+        raise ValueError(f"device must be a device name or a non-empty list of them, got {device!r}")
+    return [d.strip() for d in devices]
+
+
+def _cuda_index(device: str) -> int:
+    name = device.strip().lower()
+    return int(name.split(":", 1)[1]) if ":" in name else 0
+
+
+def _init_cuda(devices: list[str]):
+    """Initialises CUDA through torch (torch.cuda.init) before the core touches a CUDA device:
+    torch's own lazy initialisation — its CUDA state, the caching allocator and its settings,
+    the checks against use after fork — then happens the way torch expects, so that torch.cuda
+    calls made later in this process (memory fraction, synchronize, memory stats) see the same
+    state the core uses. Raises InputError when CUDA cannot be initialised."""
+    if not any(d.lower().startswith("cuda") for d in devices):
+        return
+    import torch
+    try:
+        torch.cuda.init()
+    except Exception as e:  # no driver, no device, a CPU-only torch
+        raise _native.InputError(f"device {', '.join(devices)}: CUDA cannot be initialised: {e}") from e
+
+
+def load(path, device="cpu", dtype: str = "float32") -> Model:
     """Loads a GPT-J from a HF model folder (config.json + safetensors or pytorch_model.bin,
     single or sharded) or a HF cache folder (models--EleutherAI--gpt-j-6b or one of its
-    snapshots/<rev>). device: "cpu", "cuda", "cuda:N"; dtype: "float32", "float16", "bfloat16"."""
+    snapshots/<rev>). device: "cpu", "cuda", "cuda:N", or a list of devices (["cuda:0",
+    "cuda:1"]: one replica per device; evaluate, patch and generate split their work over them,
+    with the results of one device); dtype: "float32", "float16", "bfloat16"."""
     return Model(path, device=device, dtype=dtype)
