@@ -90,8 +90,11 @@ class Model:
         if self._cuda_index is None:
             return req
         import torch
+        get = getattr(torch.cuda, "get_per_process_memory_fraction", None)  # torch >= 2.8
+        if get is None:
+            return req
         req = dict(req or {})
-        req.setdefault("memory_fraction", float(torch.cuda.get_per_process_memory_fraction(self._cuda_index)))
+        req.setdefault("memory_fraction", float(get(self._cuda_index)))
         return req
 
     @property

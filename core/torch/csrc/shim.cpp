@@ -314,7 +314,7 @@ sst_error sst_from_blob(const void *data, const int64_t *shape, int64_t ndim, in
     // the device.
     at::Tensor pinned = at::empty(sh, src_opts.pinned_memory(true));
     pinned.copy_(host);
-    t = pinned.to(dev, /*non_blocking=*/true).to(to_scalar(dst_dtype));
+    t = pinned.to(dev, pinned.scalar_type(), /*non_blocking=*/true).to(to_scalar(dst_dtype));
   } else {
     // .to() copies when dtype or device differ; copy=true guarantees we never alias caller memory.
     t = host.to(dev, to_scalar(dst_dtype), /*non_blocking=*/false, /*copy=*/true);
@@ -697,12 +697,25 @@ sst_error sst_cuda_memory(int64_t device, int64_t *driver_free, int64_t *total, 
   to_device(SST_CUDA, device);  // checks the index
   auto idx = static_cast<c10::DeviceIndex>(device);
   c10::DeviceAllocator *alloc = c10::getDeviceAllocator(c10::DeviceType::CUDA);
-  auto info = alloc->getMemoryInfo(idx);  // cudaMemGetInfo: (free, total) as the driver sees it
   auto st = alloc->getDeviceStats(idx);
-  *driver_free = static_cast<int64_t>(info.first);
-  *total = static_cast<int64_t>(info.second);
   *allocated = st.allocated_bytes[0].current;  // held by live tensors
   *reserved = st.reserved_bytes[0].current;    // held by the caching allocator, used or not
+  try {
+    auto info = alloc->getMemoryInfo(idx);  // cudaMemGetInfo: (free, total) as the driver sees it
+    *driver_free = static_cast<int64_t>(info.first);
+    *total = static_cast<int64_t>(info.second);
+  } catch (const std::exception &) {
+    // an allocator without getMemoryInfo: the CUDA runtime's cudaMemGetInfo, found at run time
+    using fn_t = int (*)(size_t *, size_t *);
+    auto fn = reinterpret_cast<fn_t>(dlsym(RTLD_DEFAULT, "cudaMemGetInfo"));
+    if (fn == nullptr) throw std::runtime_error("cudaMemGetInfo not found in the process");
+    c10::DeviceGuard guard(at::Device(at::kCUDA, idx));
+    size_t f = 0, t = 0;
+    int rc = fn(&f, &t);
+    if (rc != 0) throw std::runtime_error("cudaMemGetInfo failed with code " + std::to_string(rc));
+    *driver_free = static_cast<int64_t>(f);
+    *total = static_cast<int64_t>(t);
+  }
 #if defined(SST_CUDA_HEADERS)
   *fraction = c10::cuda::CUDACachingAllocator::getMemoryFraction(idx);
 #else
