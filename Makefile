@@ -50,8 +50,21 @@ pytest: $(GOLIB)
 
 # The full suite: the Go and Python tests, the race detector on the pure-Go packages, a few
 # seconds of every fuzz target, and the wheel installed into a fresh venv.
-test: venv build check-header gotest race pytest wheel-check
+test: venv build check-header gotest race pytest gpu-check-dry wheel-check
 	$(MAKE) fuzz-short FUZZTIME=3s FUZZTIME_API=15s
+
+# bench/gpu_check.py's code on the CPU with a tiny model (the full run needs a GPU: README,
+# "Checking a GPU machine"); ~20 s.
+.PHONY: gpu-check-dry gpu-check-bundle
+gpu-check-dry: $(GOLIB)
+	$(PY) bench/gpu_check.py --config tiny --device cpu --threads 2
+
+# What a bare GPU machine (torch and transformers only) needs to run bench/gpu_check.py.
+gpu-check-bundle: $(GOLIB)
+	mkdir -p dist
+	tar czf dist/gpu-check.tar.gz --exclude '__pycache__' python bench/*.py testdata/corpus \
+		$(LIB)/libsimplescope.so $(LIB)/libsimplescope_shim.so $(LIB)/libsimplescope_shim.so.torch-version core/torch/csrc
+	@echo "dist/gpu-check.tar.gz: copy it to the GPU machine, then: tar xzf gpu-check.tar.gz && python bench/gpu_check.py"
 
 demo: venv build
 	PYTHONPATH=$(abspath python) $(PY) -m simplescope demo --out demo-out
