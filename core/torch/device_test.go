@@ -177,3 +177,15 @@ func TestInjectOOM(t *testing.T) {
 		t.Errorf("after restore: %v", ts.Err())
 	}
 }
+
+// TestCUDAMemoryWithoutCUDA: the memory figures of a device that is not there are an error, not
+// a crash or zeros the budget would trust.
+func TestCUDAMemoryWithoutCUDA(t *testing.T) {
+	n, err := CUDADeviceCount()
+	if err != nil || n > 0 {
+		t.Skipf("CUDA devices: %d (%v)", n, err)
+	}
+	if m, err := CUDAMemory(0); err == nil {
+		t.Errorf("CUDAMemory(0) without CUDA: %+v, no error", m)
+	}
+}
