@@ -55,13 +55,13 @@ def default_cache():
 def source_docs(tok, n, max_tokens):
     from simplescope.data_io import read_corpus
     docs = []
-    for text in read_corpus(os.path.join(ROOT, "python", "simplescope", "data", "demo.jsonl.zst")):
+    for text in read_corpus(os.path.join(ROOT, "testdata", "corpus", "sample.jsonl.zst")):
         ids = tok.encode(text, add_special_tokens=False).ids
         if 4 <= len(ids) <= max_tokens:
             docs.append(ids)
         if len(docs) == n:
             return docs
-    raise SystemExit(f"the demo corpus has only {len(docs)} documents of 4..{max_tokens} tokens")
+    raise SystemExit(f"the sample corpus has only {len(docs)} documents of 4..{max_tokens} tokens")
 
 
 def patch_rows(tok, L, n_rows, n_docs, rng):
