@@ -11,7 +11,10 @@ import (
 	"github.com/simplescope/simplescope/core/torch"
 )
 
-// Evaluate runs every method at every requested layer for every prompt.
+// Evaluate runs every method at every requested layer for every prompt. A prompt of no tokens,
+// and in PosPaper mode a prompt too short for the position range, is skipped, not an error: its
+// rows are NaN, Result.SkippedEmpty / SkippedShort list it, and it takes no position draw, so
+// every other prompt's values are those of the same request without it.
 func Evaluate(ctx context.Context, m *gptj.Model, req Request) (*Result, error) {
 	t0 := time.Now()
 	L := m.Cfg.NLayer
@@ -23,9 +26,29 @@ func Evaluate(ctx context.Context, m *gptj.Model, req Request) (*Result, error) 
 	if err := req.validate(L, m.Cfg.VocabSize, m.Cfg.NPositions); err != nil {
 		return nil, err
 	}
-	e := &engine{m: m, req: &req, L: L}
+	kept, empty, short := req.partition()
+	sub := req.subset(kept)
+	sub.planPositions()
+	res, err := evaluate(ctx, m, sub)
+	if err != nil {
+		return nil, err
+	}
+	res = res.expand(len(req.Prompts), kept)
+	res.SkippedEmpty, res.SkippedShort = empty, short
+	res.Stats.Seconds = time.Since(t0).Seconds()
+	return res, nil
+}
+
+// evaluate runs a validated request whose prompts all have tokens and whose positions are planned.
+func evaluate(ctx context.Context, m *gptj.Model, req Request) (*Result, error) {
+	e := &engine{m: m, req: &req, L: m.Cfg.NLayer}
 	e.defaults()
 	e.res = e.allocate()
+	st := &e.res.Stats
+	st.BatchTokens, st.PatchRows, st.ChunkPrompts = e.batchTok, e.rows, e.chunk
+	if len(req.Prompts) == 0 {
+		return e.res, nil
+	}
 	defer e.closePrefixes()
 	if err := e.prefixPass(ctx); err != nil {
 		return nil, err
@@ -38,7 +61,7 @@ func Evaluate(ctx context.Context, m *gptj.Model, req Request) (*Result, error) 
 			return nil, err
 		}
 	}
-	e.res.Stats.Seconds = time.Since(t0).Seconds()
+	st.PatchRowsFinal, st.SourceBatchCap = e.rows, e.srcLimit
 	return e.res, nil
 }
 
