@@ -24,38 +24,24 @@ type GenOptions struct {
 // prompt pass only, every new token attends to the patched keys and values. It returns the new
 // tokens of each row.
 func Generate(ctx context.Context, m *gptj.Model, rows []Row, vecs *torch.Tensor, site Site, opt GenOptions) ([][]int, Stats, error) {
-	var st Stats
 	if err := checkGen(m, rows, vecs, opt); err != nil {
-		return nil, st, err
+		return nil, Stats{}, err
 	}
 	opt.defaults(m)
 	out := make([][]int, len(rows))
-	done := int64(0)
-	for _, j := range plan(rows, site, false) {
-		err := runJob(ctx, m, j, func(prefix *gptj.Prefix) error {
-			size := max(1, min(opt.Rows, opt.Tokens/max(1, maxLen(rows, j.rows)+opt.MaxNew)))
-			retries, err := opt.inBatches(ctx, len(j.rows), size, func(lo, hi int) error {
-				d := decoder{m: m, rows: rows, idx: j.rows[lo:hi], opt: &opt}
-				if err := d.run(ctx, vecs, site, j.prefixLen, prefix); err != nil {
-					return err
-				}
-				for b, i := range d.idx {
-					out[i] = d.tokens[b]
-				}
-				st.Batches++
-				done += int64(hi - lo)
-				if opt.Progress != nil {
-					opt.Progress(done, int64(len(rows)))
-				}
-				return nil
-			})
-			st.Retries += retries
+	size := func(j job) int { return max(1, min(opt.Rows, opt.Tokens/max(1, maxLen(rows, j.rows)+opt.MaxNew))) }
+	st, err := runJobs(ctx, m, plan(rows, site, false), len(rows), &opt.Options, size, func(j job, prefix *gptj.Prefix, idx []int) error {
+		d := decoder{m: m, rows: rows, idx: idx, opt: &opt}
+		if err := d.run(ctx, vecs, site, j.prefixLen, prefix); err != nil {
 			return err
-		})
-		if err != nil {
-			return nil, st, err
 		}
-		st.PrefixPasses++
+		for b, i := range idx {
+			out[i] = d.tokens[b]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, st, err
 	}
 	return out, st, nil
 }

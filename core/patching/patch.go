@@ -51,39 +51,57 @@ type Stats struct {
 // Patch writes vecs[i] (N, C; the model's dtype and device) into rows[i] and returns the
 // next-token logits at the last position of every target, (N, V) float32, in row order.
 func Patch(ctx context.Context, m *gptj.Model, rows []Row, vecs *torch.Tensor, site Site, opt Options) (*torch.Tensor, Stats, error) {
-	var st Stats
 	if err := checkVectors(m, vecs, len(rows)); err != nil {
-		return nil, st, err
+		return nil, Stats{}, err
 	}
 	if err := CheckRows(m, rows, "targets"); err != nil {
-		return nil, st, err
+		return nil, Stats{}, err
 	}
 	opt.defaults(m)
 	s := torch.NewScope()
 	defer s.Close()
 	var pieces []*torch.Tensor // (n_j, V) per batch
 	var order []int64          // the row of each piece row
+	size := func(j job) int {
+		if j.start >= 0 { // continuations: one position per row
+			return opt.Rows
+		}
+		return max(1, min(opt.Rows, opt.Tokens/max(1, maxLen(rows, j.rows)-j.prefixLen)))
+	}
+	st, err := runJobs(ctx, m, plan(rows, site, true), len(rows), &opt, size, func(j job, prefix *gptj.Prefix, idx []int) error {
+		lg, err := patchBatch(ctx, m, rows, idx, vecs, site, j, prefix)
+		if err != nil {
+			return err
+		}
+		pieces = append(pieces, s.Own(lg, nil))
+		for _, i := range idx {
+			order = append(order, int64(i))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, st, err
+	}
+	return inRowOrder(s, pieces, order), st, s.Err()
+}
+
+// runJobs computes each job's shared prefix once and runs the job's rows in batches of at most
+// size(j) rows (a batch that runs out of memory is halved); run gets the prefix and the batch's
+// rows. Progress counts the rows finished, of n.
+func runJobs(ctx context.Context, m *gptj.Model, jobs []job, n int, opt *Options, size func(job) int,
+	run func(j job, prefix *gptj.Prefix, idx []int) error) (Stats, error) {
+	var st Stats
 	done := int64(0)
-	for _, j := range plan(rows, site, true) {
-		err := runJob(ctx, m, j, func(prefix *gptj.Prefix) error {
-			size := opt.Rows
-			if j.start < 0 {
-				size = max(1, min(opt.Rows, opt.Tokens/max(1, len(j.target)+maxLen(rows, j.rows)-2*j.prefixLen)))
-			}
-			retries, err := opt.inBatches(ctx, len(j.rows), size, func(lo, hi int) error {
-				idx := j.rows[lo:hi]
-				lg, err := patchBatch(ctx, m, rows, idx, vecs, site, j, prefix)
-				if err != nil {
+	for _, j := range jobs {
+		err := withPrefix(ctx, m, j, func(prefix *gptj.Prefix) error {
+			retries, err := opt.inBatches(ctx, len(j.rows), size(j), func(lo, hi int) error {
+				if err := run(j, prefix, j.rows[lo:hi]); err != nil {
 					return err
 				}
-				pieces = append(pieces, s.Own(lg, nil))
-				for _, i := range idx {
-					order = append(order, int64(i))
-				}
 				st.Batches++
-				done += int64(len(idx))
+				done += int64(hi - lo)
 				if opt.Progress != nil {
-					opt.Progress(done, int64(len(rows)))
+					opt.Progress(done, int64(n))
 				}
 				return nil
 			})
@@ -91,15 +109,15 @@ func Patch(ctx context.Context, m *gptj.Model, rows []Row, vecs *torch.Tensor, s
 			return err
 		})
 		if err != nil {
-			return nil, st, err
+			return st, err
 		}
 		st.PrefixPasses++
 	}
-	return inRowOrder(s, pieces, order), st, s.Err()
+	return st, nil
 }
 
-// runJob computes the job's shared prefix, runs f with it and frees it.
-func runJob(ctx context.Context, m *gptj.Model, j job, f func(*gptj.Prefix) error) error {
+// withPrefix computes the job's shared prefix, runs f with it and frees it.
+func withPrefix(ctx context.Context, m *gptj.Model, j job, f func(*gptj.Prefix) error) error {
 	prefix, err := m.ComputePrefix(ctx, j.target[:j.prefixLen])
 	if err != nil {
 		return fmt.Errorf("target prefix: %w", err)
