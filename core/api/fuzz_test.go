@@ -66,6 +66,12 @@ func corpusEntries() []corpusEntry {
 				{"name": "grid", "target": "x = ? ;", "placeholder": "?", "target_layer": "all"},
 				{"name": "fixed", "target_tokens": []int{5, 6, 7}, "placeholder": -1, "target_layer": 1},
 				{"name": "last", "kind": "patch", "target": "word:", "placeholder": ":", "target_layer": "last"}}}},
+		{"evaluate_preset_notebook", "evaluate", map[string]any{
+			"texts": []string{"The cat sat on the mat.", "", "1135 -> 1135"}, "preset": "seed", "tf32": true,
+			"truncate": true, "methods": []map[string]any{{"name": "logitlens"}, {"name": "simplescope"}}}},
+		{"evaluate_paper_positions", "evaluate", map[string]any{
+			"tokens": [][]int{{10, 11, 12, 13}, {}, {20}, {30, 31, 32}}, "prepend_bos": false, "positions": "paper",
+			"seed": int64(-1) << 62, "methods": []map[string]any{{"name": "logitlens"}}, "layers": []int{1}}},
 		{"inspect", "inspect", map[string]any{"text": "The cat sat", "prepend_bos": true, "k": 3, "position": -1,
 			"methods": []map[string]any{{"name": "logitlens"}, {"name": "patchscope"}}, "layers": []int{1}}},
 		{"load_data", "load_data", map[string]any{"path": demoCorpus, "max_docs": 3}},

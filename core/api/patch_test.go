@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -32,24 +33,14 @@ func floats(t *testing.T, v any) ([]float32, []int64) {
 	return out, shape
 }
 
+// toInt64 reads a msgpack integer, whichever width and signedness it was decoded as.
 func toInt64(v any) int64 {
-	switch x := v.(type) {
-	case int8:
-		return int64(x)
-	case int16:
-		return int64(x)
-	case int32:
-		return int64(x)
-	case int64:
-		return x
-	case uint8:
-		return int64(x)
-	case uint16:
-		return int64(x)
-	case uint32:
-		return int64(x)
-	case uint64:
-		return int64(x)
+	r := reflect.ValueOf(v)
+	switch {
+	case r.CanInt():
+		return r.Int()
+	case r.CanUint():
+		return int64(r.Uint())
 	}
 	panic(fmt.Sprintf("not an integer: %T", v))
 }

@@ -31,43 +31,30 @@ func Generate(ctx context.Context, m *gptj.Model, rows []Row, vecs *torch.Tensor
 // holds vecs): the tokens equal one replica's (replicas.go). opt.Stop may be called from several
 // goroutines at once.
 func GenerateOn(ctx context.Context, ms []*gptj.Model, rows []Row, vecs *torch.Tensor, site Site, opt GenOptions) ([][]int, Stats, error) {
-	var st Stats
 	m := ms[0]
 	if err := checkGen(m, rows, vecs, opt); err != nil {
-		return nil, st, err
+		return nil, Stats{}, err
 	}
 	opt.defaults(ctx, m)
 	f, err := newFleet(ms, vecs)
 	if err != nil {
-		return nil, st, err
+		return nil, Stats{}, err
 	}
 	defer f.close()
 	out := make([][]int, len(rows))
-	done := int64(0)
-	for _, j := range plan(rows, site, false) {
-		size := max(1, min(opt.Rows, opt.Tokens/max(1, maxLen(rows, j.rows)+opt.MaxNew)))
-		retries, prefixes, err := f.job(ctx, j, size, func(ctx context.Context, k int, prefix *gptj.Prefix, lo, hi int) error {
-			d := decoder{m: ms[k], rows: rows, idx: j.rows[lo:hi], opt: &opt}
-			if err := d.run(ctx, f.vecs[k], site, j.prefixLen, prefix); err != nil {
-				return err
-			}
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			for b, i := range d.idx {
-				out[i] = d.tokens[b]
-			}
-			st.Batches++
-			done += int64(hi - lo)
-			if opt.Progress != nil {
-				opt.Progress(done, int64(len(rows)))
-			}
-			return nil
-		})
-		st.Retries += retries
-		st.PrefixPasses += prefixes
-		if err != nil {
-			return nil, st, err
+	size := func(j job) int { return max(1, min(opt.Rows, opt.Tokens/max(1, maxLen(rows, j.rows)+opt.MaxNew))) }
+	st, err := runJobs(ctx, f, plan(rows, site, false), len(rows), &opt.Options, size, func(ctx context.Context, k int, j job, prefix *gptj.Prefix, idx []int) error {
+		d := decoder{m: ms[k], rows: rows, idx: idx, opt: &opt}
+		if err := d.run(ctx, f.vecs[k], site, j.prefixLen, prefix); err != nil {
+			return err
 		}
+		for b, i := range idx { // rows of this batch only: no other batch writes them
+			out[i] = d.tokens[b]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, st, err
 	}
 	return out, st, nil
 }

@@ -66,69 +66,60 @@ func Patch(ctx context.Context, m *gptj.Model, rows []Row, vecs *torch.Tensor, s
 // PatchOn is Patch with the batches split over replicas of one model (ms[0]'s device holds vecs
 // and the result): the results equal one replica's (replicas.go).
 func PatchOn(ctx context.Context, ms []*gptj.Model, rows []Row, vecs *torch.Tensor, site Site, opt Options) (*torch.Tensor, Stats, error) {
-	var st Stats
 	m := ms[0]
 	if err := checkVectors(m, vecs, len(rows)); err != nil {
-		return nil, st, err
+		return nil, Stats{}, err
 	}
 	if err := CheckRows(m, rows, "targets"); err != nil {
-		return nil, st, err
+		return nil, Stats{}, err
 	}
 	opt.defaults(ctx, m)
 	f, err := newFleet(ms, vecs)
 	if err != nil {
-		return nil, st, err
+		return nil, Stats{}, err
 	}
 	defer f.close()
 	s := torch.NewScope()
 	defer s.Close()
 	var pieces []*torch.Tensor // (n_j, V) per batch
 	var order []int64          // the row of each piece row
-	done := int64(0)
-	for _, j := range plan(rows, site, true) {
-		size := opt.Rows
-		if j.start < 0 {
-			size = max(1, min(opt.Rows, opt.Tokens/max(1, len(j.target)+maxLen(rows, j.rows)-2*j.prefixLen)))
+	size := func(j job) int {
+		if j.start >= 0 { // continuations: one position per row
+			return opt.Rows
 		}
-		retries, prefixes, err := f.job(ctx, j, size, func(ctx context.Context, k int, prefix *gptj.Prefix, lo, hi int) error {
-			idx := j.rows[lo:hi]
-			lg, err := patchBatch(ctx, ms[k], rows, idx, f.vecs[k], site, j, prefix)
-			if err != nil {
-				return err
-			}
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			if ms[k].Device != m.Device {
-				ts := torch.NewScope()
-				moved := ts.Keep(ts.To(lg, torch.Float32, m.Device))
-				lg.Close()
-				if err := ts.Err(); err != nil {
-					return err
-				}
-				lg = moved
-			}
-			pieces = append(pieces, s.Own(lg, nil))
-			for _, i := range idx {
-				order = append(order, int64(i))
-			}
-			st.Batches++
-			done += int64(len(idx))
-			if opt.Progress != nil {
-				opt.Progress(done, int64(len(rows)))
-			}
-			return nil
-		})
-		st.Retries += retries
-		st.PrefixPasses += prefixes
+		return max(1, min(opt.Rows, opt.Tokens/max(1, maxLen(rows, j.rows)-j.prefixLen)))
+	}
+	st, err := runJobs(ctx, f, plan(rows, site, true), len(rows), &opt, size, func(ctx context.Context, k int, j job, prefix *gptj.Prefix, idx []int) error {
+		lg, err := patchBatch(ctx, ms[k], rows, idx, f.vecs[k], site, j, prefix)
 		if err != nil {
-			return nil, st, err
+			return err
 		}
+		if ms[k].Device != m.Device { // the result lives on the first replica's device
+			ts := torch.NewScope()
+			moved := ts.Keep(ts.To(lg, torch.Float32, m.Device))
+			ts.Close()
+			lg.Close()
+			if moved == nil {
+				return fmt.Errorf("logits to %s: %w", m.Device, ts.Err())
+			}
+			lg = moved
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		pieces = append(pieces, s.Own(lg, nil))
+		for _, i := range idx {
+			order = append(order, int64(i))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, st, err
 	}
 	return inRowOrder(s, pieces, order), st, s.Err()
 }
 
-// runJob computes the job's shared prefix, runs f with it and frees it.
-func runJob(ctx context.Context, m *gptj.Model, j job, f func(*gptj.Prefix) error) error {
+// withPrefix computes the job's shared prefix, runs f with it and frees it.
+func withPrefix(ctx context.Context, m *gptj.Model, j job, f func(*gptj.Prefix) error) error {
 	prefix, err := m.ComputePrefix(ctx, j.target[:j.prefixLen])
 	if err != nil {
 		return fmt.Errorf("target prefix: %w", err)

@@ -44,32 +44,52 @@ func newFleet(ms []*gptj.Model, vecs *torch.Tensor) (*fleet, error) {
 
 func (f *fleet) close() { f.owned.Close() }
 
-// job runs the n rows of j in slices of size rows over the replicas: run(ctx, k, prefix, lo, hi)
-// runs rows [lo, hi) of the slice on replica k, retried in halves when out of memory
-// (batch.RetryHalving, the replica's cap). It returns the retries and the prefix passes run.
-func (f *fleet) job(ctx context.Context, j job, size int, run func(ctx context.Context, k int, prefix *gptj.Prefix, lo, hi int) error) (retries, prefixes int, err error) {
-	n := len(j.rows)
-	slices := (n + size - 1) / size
-	nr := min(len(f.ms), slices)
-	err = batch.Parallel(ctx, nr, func(ctx context.Context, k int) error {
-		return runJob(ctx, f.ms[k], j, func(prefix *gptj.Prefix) error {
-			f.mu.Lock()
-			prefixes++
-			f.mu.Unlock()
-			for b := k; b < slices; b += nr {
-				lo, hi := b*size, min(n, (b+1)*size)
-				r, err := batch.RetryHalving(ctx, hi-lo, &f.limits[k], func(int) int { return hi - lo }, func(i, e int) error {
-					return run(ctx, k, prefix, lo+i, lo+e)
-				})
+// runJobs computes each job's shared prefix once per replica that runs part of it and runs the
+// job's rows in slices of size(j) rows, slice b on replica b mod n (a slice that runs out of
+// memory is run again in halves: batch.RetryHalving, under the replica's own cap); run gets the
+// replica, the prefix on it and the batch's rows, and may be called from several goroutines at
+// once. Progress counts the rows finished, of n.
+func runJobs(ctx context.Context, f *fleet, jobs []job, n int, opt *Options, size func(job) int,
+	run func(ctx context.Context, k int, j job, prefix *gptj.Prefix, idx []int) error) (Stats, error) {
+	var st Stats
+	done := int64(0)
+	for _, j := range jobs {
+		sz := size(j)
+		slices := (len(j.rows) + sz - 1) / sz
+		nr := min(len(f.ms), slices)
+		err := batch.Parallel(ctx, nr, func(ctx context.Context, k int) error {
+			return withPrefix(ctx, f.ms[k], j, func(prefix *gptj.Prefix) error {
 				f.mu.Lock()
-				retries += r
+				st.PrefixPasses++
 				f.mu.Unlock()
-				if err != nil {
-					return err
+				for b := k; b < slices; b += nr {
+					lo, hi := b*sz, min(len(j.rows), (b+1)*sz)
+					r, err := batch.RetryHalving(ctx, hi-lo, &f.limits[k], func(int) int { return hi - lo }, func(i, e int) error {
+						if err := run(ctx, k, j, prefix, j.rows[lo+i:lo+e]); err != nil {
+							return err
+						}
+						f.mu.Lock()
+						defer f.mu.Unlock()
+						st.Batches++
+						done += int64(e - i)
+						if opt.Progress != nil {
+							opt.Progress(done, int64(n))
+						}
+						return nil
+					})
+					f.mu.Lock()
+					st.Retries += r
+					f.mu.Unlock()
+					if err != nil {
+						return err
+					}
 				}
-			}
-			return nil
+				return nil
+			})
 		})
-	})
-	return retries, prefixes, err
+		if err != nil {
+			return st, err
+		}
+	}
+	return st, nil
 }

@@ -11,7 +11,10 @@ import (
 	"github.com/simplescope/simplescope/core/torch"
 )
 
-// Evaluate runs every method at every requested layer for every prompt.
+// Evaluate runs every method at every requested layer for every prompt. A prompt of no tokens,
+// and in PosPaper mode a prompt too short for the position range, is skipped, not an error: its
+// rows are NaN, Result.SkippedEmpty / SkippedShort list it, and it takes no position draw, so
+// every other prompt's values are those of the same request without it.
 func Evaluate(ctx context.Context, m *gptj.Model, req Request) (*Result, error) {
 	return EvaluateOn(ctx, []*gptj.Model{m}, req)
 }
@@ -35,16 +38,39 @@ func EvaluateOn(ctx context.Context, ms []*gptj.Model, req Request) (*Result, er
 	if err := req.validate(L, ms[0].Cfg.VocabSize, ms[0].Cfg.NPositions); err != nil {
 		return nil, err
 	}
+	kept, empty, short := req.partition()
+	sub := req.subset(kept)
+	sub.planPositions()
+	var res *Result
+	var err error
 	if len(ms) > 1 {
-		return evaluateReplicas(ctx, ms, req, t0)
+		res, err = evaluateReplicas(ctx, ms, sub)
+	} else {
+		res, err = evaluate(ctx, ms[0], sub)
 	}
-	e := &engine{m: ms[0], req: &req, L: L}
+	if err != nil {
+		return nil, err
+	}
+	res = res.expand(len(req.Prompts), kept)
+	res.SkippedEmpty, res.SkippedShort = empty, short
+	res.Stats.Seconds = time.Since(t0).Seconds()
+	return res, nil
+}
+
+// evaluate runs a validated request whose prompts all have tokens and whose positions are planned.
+func evaluate(ctx context.Context, m *gptj.Model, req Request) (*Result, error) {
+	e := &engine{m: m, req: &req, L: m.Cfg.NLayer}
 	e.defaults(ctx)
 	e.res = e.allocate()
+	st := &e.res.Stats
+	st.BatchTokens, st.PatchRows, st.ChunkPrompts = e.batchTok, e.rows, e.chunk
+	if len(req.Prompts) == 0 {
+		return e.res, nil
+	}
 	if err := e.run(ctx, 0, 1); err != nil {
 		return nil, err
 	}
-	e.res.Stats.Seconds = time.Since(t0).Seconds()
+	st.PatchRowsFinal, st.SourceBatchCap = e.rows, e.srcLimit
 	return e.res, nil
 }
 

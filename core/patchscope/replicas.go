@@ -4,7 +4,6 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/simplescope/simplescope/core/batch"
 	"github.com/simplescope/simplescope/core/gptj"
@@ -13,7 +12,7 @@ import (
 // evaluateReplicas is EvaluateOn over several replicas: one engine per replica, each in a
 // goroutine of its own (batch.Parallel), writing its chunks' results into the one Result (the
 // chunks' entries are disjoint). The first failure cancels the others.
-func evaluateReplicas(ctx context.Context, ms []*gptj.Model, req Request, t0 time.Time) (*Result, error) {
+func evaluateReplicas(ctx context.Context, ms []*gptj.Model, req Request) (*Result, error) {
 	n := len(ms)
 	engines := make([]*engine, n)
 	for k, m := range ms {
@@ -23,6 +22,10 @@ func evaluateReplicas(ctx context.Context, ms []*gptj.Model, req Request, t0 tim
 	}
 	res := engines[0].allocate()
 	total := engines[0].total
+	res.Stats.BatchTokens, res.Stats.PatchRows, res.Stats.ChunkPrompts = engines[0].batchTok, engines[0].rows, engines[0].chunk
+	if len(req.Prompts) == 0 {
+		return res, nil
+	}
 	var progressMu sync.Mutex
 	done := make([]atomic.Int64, n)
 	for k, e := range engines {
@@ -62,6 +65,13 @@ func evaluateReplicas(ctx context.Context, ms []*gptj.Model, req Request, t0 tim
 		res.Stats.SourceSeconds += st.SourceSeconds
 		res.Stats.PatchSeconds += st.PatchSeconds
 	}
-	res.Stats.Seconds = time.Since(t0).Seconds()
+	// the caps left after out-of-memory halvings: the tightest replica's
+	res.Stats.PatchRowsFinal, res.Stats.SourceBatchCap = engines[0].rows, engines[0].srcLimit
+	for _, e := range engines[1:] {
+		res.Stats.PatchRowsFinal = min(res.Stats.PatchRowsFinal, e.rows)
+		if e.srcLimit > 0 && (res.Stats.SourceBatchCap == 0 || e.srcLimit < res.Stats.SourceBatchCap) {
+			res.Stats.SourceBatchCap = e.srcLimit
+		}
+	}
 	return res, nil
 }

@@ -182,30 +182,50 @@ class Model:
         return logits, Cache(cache)
 
     # evaluation ----------------------------------------------------------------------------
-    def evaluate(self, prompts, methods=DEFAULT_METHODS, positions="random", seed: int = 42,
-                 prepend_bos: bool = True, layers=None, progress: bool = True, truncate: bool = True,
-                 batch_tokens: int = 0, patch_rows: int = 0, chunk_prompts: int = 0,
-                 deterministic: bool = False) -> Results:
+    def evaluate(self, prompts, methods=DEFAULT_METHODS, positions=None, seed=None,
+                 prepend_bos=None, layers=None, progress: bool = True, truncate: bool = True,
+                 batch_tokens: int = 0, patch_rows: int = 0, chunk_prompts: int = 0, *,
+                 preset: str | None = None, tf32: bool | None = None, deterministic: bool = False) -> Results:
         """Evaluates each method at each layer on each prompt (docs/design.md §1).
 
-        prompts: list of texts, or list of token-id lists (BOS is added when prepend_bos).
+        prompts: list of texts, or list of token-id lists (BOS is added when prepend_bos). An
+          empty prompt is skipped (NaN rows, listed in ``res.meta["skipped"]``); with BOS an
+          empty text is the BOS token alone and is evaluated.
         methods: built-in names ("logitlens", "patchscope", "simplescope") and/or dicts
           {"name", "target": text, "placeholder": text (default "?") or token index,
            "target_layer": "same" | "last" | "all" | int}.
-        positions: "random" (seeded randint(0, len-1) per prompt, layer and method), "last",
-          an int array [n_prompts] or [n_prompts, n_layers] (positions count BOS when present).
+        positions (len counts BOS when present):
+          "random"   randint(0, len-1) per prompt, layer and method, keyed by (seed, method name,
+                     layer, the prompt's tokens): independent of which other prompts, methods or
+                     layers are evaluated;
+          "notebook" the published simplescope notebook's draws: random.seed(seed), then
+                     random.randint(0, len-1) for each method, each layer, each prompt;
+          "paper"    the Patchscopes paper's: random.seed(seed), one randint(start, len-2) per
+                     prompt for every layer and method (start 1 with BOS); shorter prompts skipped;
+          "last", or an int array [n_prompts] or [n_prompts, n_layers].
+        seed: any integer in int64. prepend_bos: put <|endoftext|> first.
+        preset: the preset the prompts were read with ("seed" or "paper", see read_corpus):
+          recorded, and its positions, seed and prepend_bos apply where those are None (without
+          a preset: "random", 42 and True).
+        tf32: on CUDA, allow (True) or forbid (False) TF32 matmuls during the call and restore
+          torch's setting afterwards (None: leave it); faster on Ampere and later GPUs at about
+          1e-3 relative precision in float32 matmuls; no effect on CPU or in float16/bfloat16.
         layers: source layers (default all). truncate: cut prompts longer than the model's
           context to it (False: raise). progress: a tqdm bar. Ctrl-C stops the run promptly and
           leaves the model usable.
         deterministic: fixed default batch sizes instead of sizes that follow the GPU's free
           memory, so the results are bit-for-bit the same across runs on one device and dtype
           (whatever else the GPU holds).
+
+        ``res.meta`` records the provenance: versions (simplescope, torch, CUDA), device and its
+        name, dtype, the TF32 flags in effect, seed, positions, preset, ``corpus_sha256`` (of the
+        prompts' token ids as evaluated) and the batch sizes used (``meta["stats"]``).
         """
         req = _evaluate_request(prompts, methods, positions, seed, prepend_bos, layers, truncate,
-                                batch_tokens, patch_rows, chunk_prompts)
+                                batch_tokens, patch_rows, chunk_prompts, preset, tf32)
         req["deterministic"] = bool(deterministic)
         out = self._run("evaluate", req, progress)
-        return _results_from(out, self, prepend_bos, seed, positions)
+        return _results_from(out, self)
 
     def _run(self, method: str, req: dict, progress: bool) -> dict:
         """A long native call (cancellable with Ctrl-C), with a progress bar when asked."""
@@ -281,25 +301,55 @@ class Cache(dict):
 
 # ------------------------------------------------------------------------------ requests
 
+#: The position modes evaluate names (an array of positions is the other choice).
+POSITION_MODES = ("random", "notebook", "paper", "last")
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
 def _evaluate_request(prompts, methods, positions, seed, prepend_bos, layers, truncate,
-                      batch_tokens, patch_rows, chunk_prompts) -> dict:
-    """The engine's evaluate request from evaluate's arguments (checked before anything runs)."""
+                      batch_tokens, patch_rows, chunk_prompts, preset=None, tf32=None) -> dict:
+    """The engine's evaluate request from evaluate's arguments (checked before anything runs).
+    positions, seed and prepend_bos left as None are the preset's (the core fills them in) or,
+    without a preset, "random", 42 and True."""
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of texts or token lists, not a single string")
     prompts = list(prompts)
     if not prompts:
         raise ValueError("no prompts given (empty list)")
+    if preset is not None and not isinstance(preset, str):
+        raise TypeError(f"preset must be a name such as 'seed' or 'paper', or None; got {type(preset).__name__}")
+    if tf32 is not None and not isinstance(tf32, (bool, np.bool_)):
+        raise TypeError(f"tf32 must be True, False or None, got {type(tf32).__name__}")
+    req = {"methods": None, "truncate": bool(truncate), "batch_tokens": int(batch_tokens),
+           "patch_rows": int(patch_rows), "chunk_prompts": int(chunk_prompts)}
+    if seed is not None or not preset:
+        req["seed"] = _seed_field(42 if seed is None else seed)
+    if positions is not None or not preset:
+        req["positions"] = _positions_field("random" if positions is None else positions)
+    if prepend_bos is not None or not preset:
+        req["prepend_bos"] = bool(True if prepend_bos is None else prepend_bos)
+    if preset:
+        req["preset"] = preset
+    if tf32 is not None:
+        req["tf32"] = bool(tf32)
     specs = method_specs(methods)
     if not specs:
         raise ValueError("no methods given")
-    req = {"prepend_bos": bool(prepend_bos), "methods": specs, "seed": int(seed),
-           "truncate": bool(truncate), "batch_tokens": int(batch_tokens),
-           "patch_rows": int(patch_rows), "chunk_prompts": int(chunk_prompts)}
+    req["methods"] = specs
     req.update(_prompts_field(prompts))
     if layers is not None:
         req["layers"] = [int(l) for l in np.atleast_1d(np.asarray(layers))]
-    req["positions"] = _positions_field(positions)
     return req
+
+
+def _seed_field(seed) -> int:
+    """The seed as an int64 (ValueError naming the argument otherwise)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {type(seed).__name__} {seed!r}")
+    seed = int(seed)
+    if not INT64_MIN <= seed <= INT64_MAX:
+        raise ValueError(f"seed {seed} is outside the int64 range [-2**63, 2**63 - 1]")
+    return seed
 
 
 def _prompts_field(prompts: list) -> dict:
@@ -312,17 +362,18 @@ def _prompts_field(prompts: list) -> dict:
 
 
 def _positions_field(positions):
-    """The positions field: the name "random" or "last", or an int64 array (whole floats accepted)."""
+    """The positions field: a mode name (POSITION_MODES), or an int64 array (whole floats accepted)."""
     if isinstance(positions, str):
-        if positions not in ("random", "last"):
-            raise ValueError(f"positions {positions!r} (want 'random', 'last' or an array)")
+        if positions not in POSITION_MODES:
+            raise ValueError(f"positions {positions!r}: unknown mode (known: {', '.join(POSITION_MODES)}, "
+                             "or an array of positions)")
         return positions
     arr = np.asarray(positions)
     if arr.dtype.kind not in "iu":
         if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
             arr = arr.astype(np.int64)
         else:
-            raise ValueError(f"positions must be integers, got dtype {arr.dtype}")
+            raise ValueError(f"positions must be a mode name or integers, got dtype {arr.dtype}")
     return arr.astype(np.int64)
 
 
@@ -388,7 +439,7 @@ def _alias_keyword(name: str, value, alias: str, alias_value):
     return alias_value
 
 
-def _results_from(out: dict, model: Model | None, prepend_bos, seed, positions) -> Results:
+def _results_from(out: dict, model: Model | None) -> Results:
     methods, data, target_layers, defs = [], {}, {}, {}
     for m in out["methods"]:
         name = m["name"]
@@ -399,10 +450,17 @@ def _results_from(out: dict, model: Model | None, prepend_bos, seed, positions) 
     meta = {
         "model": model.path if model else None,
         "config": dict(model.config) if model else None,
-        "prepend_bos": prepend_bos, "seed": seed,
-        "positions": positions if isinstance(positions, str) else "given",
+        "prepend_bos": out["prepend_bos"], "seed": out["seed"], "positions": out["positions"],
+        "preset": out.get("preset"),
         "methods": defs, "stats": out["stats"], "n_truncated": out["n_truncated"],
         "prompt_lengths": _native.array(out["prompt_lengths"]).tolist(),
+        "skipped": {k: list(v) for k, v in out["skipped"].items()},
+        # provenance (docs/design.md §1)
+        "corpus_sha256": out["corpus_sha256"],
+        "corpus_digest_of": "token ids as evaluated (BOS included, after truncation): per prompt its "
+                            "length, then its ids, little-endian uint32",
+        "tf32": dict(out["tf32"]),
+        **_provenance(model.config if model else None),
     }
     return Results(methods=methods, layers=list(out["layers"]), data=data, meta=meta,
                    target_layers={k: v for k, v in target_layers.items() if v})
@@ -434,6 +492,38 @@ def _init_cuda(devices: list[str]):
         torch.cuda.init()
     except Exception as e:  # no driver, no device, a CPU-only torch
         raise _native.InputError(f"device {', '.join(devices)}: CUDA cannot be initialised: {e}") from e
+
+
+def _provenance(config: dict | None) -> dict:
+    """Versions and the device an evaluation ran on."""
+    import torch
+
+    from . import __version__
+    device = config.get("device") if config else None
+    return {"simplescope_version": __version__, "torch_version": torch.__version__,
+            "cuda_version": torch.version.cuda, "device": device, "device_name": _device_name(device),
+            "dtype": config.get("dtype") if config else None}
+
+
+def _device_name(device: str | None) -> str | None:
+    """The GPU's name for "cuda:N", the CPU's model name for "cpu" (None when unknown)."""
+    if not device:
+        return None
+    if device.startswith("cuda"):
+        import torch
+
+        idx = int(device.partition(":")[2] or 0)
+        return torch.cuda.get_device_name(idx)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or None
 
 
 def load(path, device="cpu", dtype: str = "float32") -> Model:

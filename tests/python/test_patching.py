@@ -157,7 +157,7 @@ def test_question_mark_patch_reproduces_evaluate(model, prompts):
         vecs = model.hidden_states(toks, layer, [int(p) for p in pos[:, layer]])
         out = model.patch("?", vecs, layer, -1, prepend_bos=True, progress=False)
         logp = torch.log_softmax(out.logits.double(), -1)
-        y = torch.as_tensor(ex["source_top1"][:, layer])
+        y = torch.tensor(ex["source_top1"][:, layer])
         assert out.logits.argmax(-1).tolist() == ex["patched_top1"][:, layer].tolist()
         surprisal = -logp[torch.arange(len(texts)), y].numpy()
         np.testing.assert_allclose(surprisal, ex["surprisal"][:, layer], atol=1e-4)

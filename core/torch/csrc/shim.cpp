@@ -291,6 +291,22 @@ sst_error sst_get_num_threads(int64_t *out) {
   SST_END
 }
 
+sst_error sst_get_tf32(int *cublas, int *cudnn) {
+  SST_BEGIN("sst_get_tf32")
+  check_out(cublas);
+  check_out(cudnn);
+  *cublas = at::globalContext().allowTF32CuBLAS() ? 1 : 0;
+  *cudnn = at::globalContext().allowTF32CuDNN() ? 1 : 0;
+  SST_END
+}
+
+sst_error sst_set_tf32(int cublas, int cudnn) {
+  SST_BEGIN("sst_set_tf32")
+  at::globalContext().setAllowTF32CuBLAS(cublas != 0);
+  at::globalContext().setAllowTF32CuDNN(cudnn != 0);
+  SST_END
+}
+
 sst_error sst_from_blob(const void *data, const int64_t *shape, int64_t ndim, int src_dtype,
                         int dst_dtype, int dev_type, int64_t dev_index, sst_tensor **out) {
   SST_BEGIN("sst_from_blob")

@@ -49,6 +49,10 @@ SST_API sst_error sst_cuda_device_count(int64_t *out);
 SST_API sst_error sst_cuda_mem_info(int64_t device, int64_t *free_bytes, int64_t *total_bytes);
 SST_API sst_error sst_set_num_threads(int64_t n);
 SST_API sst_error sst_get_num_threads(int64_t *out);
+/* TF32 on CUDA: at::globalContext()'s allowTF32CuBLAS / allowTF32CuDNN (process-wide; the flags
+ * torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32 read). */
+SST_API sst_error sst_get_tf32(int *cublas, int *cudnn);
+SST_API sst_error sst_set_tf32(int cublas, int cudnn);
 
 /* Creation. from_blob copies `data` (host memory, contiguous, of dtype src_dtype and the given
  * shape) into a new tensor of dtype dst_dtype on the device. */
