@@ -413,6 +413,7 @@ def main(argv=None):
     import torch
     if a.threads:
         torch.set_num_threads(a.threads)
+    torch.backends.cuda.matmul.allow_tf32 = False  # float32 references in float32, not TF32
     import make_model
     import simplescope as ss
     from simplescope import _native
