@@ -277,6 +277,10 @@ func ss_run_free(h *C.ss_run) {
 	}
 	r.cancel()
 	r.wait.Wait()
+	if r.taken.CompareAndSwap(false, true) && r.err == nil {
+		api.ReleaseResultTensors(r.result) // nobody will export the result's tensors
+		r.result = nil
+	}
 	cgo.Handle(h.h).Delete()
 	h.h = 0
 	C.free(unsafe.Pointer(h))

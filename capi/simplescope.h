@@ -6,7 +6,8 @@
  * Buffers returned through out-pointers are freed with ss_free.
  *
  * Methods of ss_call / ss_run_start: "config", "tokenize", "decode", "token_strings",
- * "run_with_cache", "evaluate", "inspect", "load_data" (model may be NULL), "debug.panic".
+ * "run_with_cache", "evaluate", "inspect", "load_data" (model may be NULL), "debug.panic",
+ * "debug.tensor_info". Tensor results travel as handles (ss_tensor_export, below).
  * Calls on one model from several threads are safe.
  */
 #ifndef SIMPLESCOPE_H
@@ -60,6 +61,30 @@ void ss_run_cancel(ss_run *r);
 int ss_run_wait(ss_run *r, uint8_t **out, size_t *out_len, char **err);
 /* Frees a run (cancelling and waiting for it if it is still going). */
 void ss_run_free(ss_run *r);
+
+
+/* Tensors without copies (docs/tensors.md). Results carry tensors as handles, msgpack maps
+ * {"tensor": id, "dtype": str, "shape": [int]} (run_with_cache's logits and cache); a method's
+ * tensor arguments accept {"tensor": id} as well as {"dtype", "shape", "data": bin}. Ids are
+ * process-wide (not tied to a model) and never 0. The tensors are DLPack DLManagedTensors
+ * (dlpack.h, the unversioned struct), shared with the library's ATen tensors, never copied.
+ *
+ * Who frees what:
+ *  - a handle in a result belongs to the caller: export it (once) or release it;
+ *  - ss_tensor_export takes the tensor out of the registry (the id is consumed, on failure too)
+ *    and returns a DLManagedTensor the caller owns: call its deleter once when done (a DLPack
+ *    consumer such as torch.from_dlpack does). It stays valid after ss_model_free;
+ *  - ss_tensor_import: on success the library owns t (its deleter runs once the handle is released
+ *    and no computation uses it any more) and *id names it; the caller must not call t's deleter
+ *    and must keep the memory unchanged until then. On failure t is untouched and still the
+ *    caller's. CPU and CUDA memory; float32/16/64, bfloat16, int64/32/16/8, uint8 and bool;
+ *  - a handle passed in a request is borrowed, not consumed: release it after the call;
+ *  - ss_tensor_release frees a handle still held (an unknown id is ignored).
+ * Exported tensors not yet deleted count in ss_live_tensors. */
+struct DLManagedTensor;
+int ss_tensor_export(uint64_t id, struct DLManagedTensor **out, char **err);
+int ss_tensor_import(struct DLManagedTensor *t, uint64_t *id, char **err);
+void ss_tensor_release(uint64_t id);
 
 #ifdef __cplusplus
 }

@@ -16,12 +16,12 @@ import (
 	"github.com/simplescope/simplescope/core/torch"
 )
 
-// fuzzMethods are the methods FuzzCall exercises (every method but debug.panic), sorted so that
-// a corpus entry's method index is stable.
+// fuzzMethods are the methods FuzzCall exercises (every method but the debug.* ones), sorted so
+// that a corpus entry's method index is stable.
 func fuzzMethods() []string {
 	var out []string
 	for _, m := range Methods() {
-		if m != "debug.panic" {
+		if !strings.HasPrefix(m, "debug.") {
 			out = append(out, m)
 		}
 	}
@@ -106,7 +106,11 @@ func TestFuzzCallCorpus(t *testing.T) {
 			if e.method == "load_data" {
 				sess = nil
 			}
-			call(t, sess, e.method, e.req)
+			out, err := Call(context.Background(), sess, e.method, pack(t, e.req), nil)
+			if err != nil {
+				t.Fatalf("%s: %v (status %d)", e.method, err, Status(err))
+			}
+			ReleaseResultTensors(out)
 			covered[e.method] = true
 			path := filepath.Join(corpusDir, e.name)
 			want := corpusFile(t, e)
@@ -135,7 +139,7 @@ func TestFuzzCallCorpus(t *testing.T) {
 // FuzzCall sends arbitrary msgpack requests to every method of the C API's core (Call) on a
 // tiny model, and to a nil session. A call must not panic, must answer either a msgpack map or
 // an error whose status is a real one (not OK, not a panic) with a message, and must leave the
-// live-tensor count as it was. The seeds (testdata/fuzz/FuzzCall) are valid requests of every
+// live-tensor count as it was once the tensor handles of its result are released. The seeds (testdata/fuzz/FuzzCall) are valid requests of every
 // method; `go test -fuzz FuzzCall ./core/api` explores further.
 func FuzzCall(f *testing.F) {
 	s := shared(f)
@@ -147,6 +151,9 @@ func FuzzCall(f *testing.F) {
 		for _, sess := range []*Session{s, nil} {
 			before := torch.LiveTensors()
 			out, err := Call(ctx, sess, method, req, nil)
+			if err == nil {
+				ReleaseResultTensors(out) // tensor handles in the result (run_with_cache)
+			}
 			if after := torch.LiveTensors(); after != before {
 				t.Fatalf("%s(%q): live tensors %d -> %d", method, req, before, after)
 			}
