@@ -8,7 +8,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from . import _native
+import torch
+
+from . import _native, _tensors
 from .results import Results
 
 BUILTIN_METHODS = ("logitlens", "patchscope", "simplescope")
@@ -144,28 +146,51 @@ class Model:
         return [[int(t) for t in seq] for seq in tokens]
 
     # forward -------------------------------------------------------------------------------
-    def run_with_cache(self, tokens, names: Iterable[str] | None = None, return_type: str = "torch"):
+    def run_with_cache(self, tokens, names_filter=None, return_type: str = "torch", *, names=None):
         """Runs the model and returns (logits, cache) like TransformerLens.
 
-        tokens: a list of ids, a list of lists (right-padded internally), a [batch, pos] array or
-        tensor. logits: [batch, pos, vocab] float32; cache[name]: [batch, pos, d_model] for
-        "hook_embed" and "blocks.{l}.hook_resid_post" (all of them unless `names` limits it).
-        Positions past a sequence's length are padding. return_type "torch" or "numpy".
+        tokens: a list of ids, a list of lists (ragged: right-padded internally), or an integer
+        [batch, pos] / [pos] tensor or array (any device; passed without a copy). names_filter:
+        None (every site), a site name, a list of names, or a function name -> bool (`names` is
+        an alias). Returns logits [batch, pos, vocab] float32 and cache[name] [batch, pos,
+        d_model] in the model's dtype, for "hook_embed" and "blocks.{l}.hook_resid_post", as
+        torch tensors on the model's device that share the core's memory (no copy; they stay
+        valid after close()). Positions past a sequence's length are padding. return_type
+        "numpy" gives numpy arrays (bfloat16 as float32).
         """
-        seqs = self._as_token_lists(tokens)
-        req = {"tokens": seqs}
-        if names is not None:
-            req["names"] = list(names)
-        out = self._call("run_with_cache", req)
-        logits = _native.array(out["logits"])
-        cache = {k: _native.array(v) for k, v in out["cache"].items()}
-        if return_type == "torch":
-            import torch
-            logits = torch.from_numpy(logits.copy())
-            cache = {k: torch.from_numpy(v.copy()) for k, v in cache.items()}
-        elif return_type != "numpy":
+        if return_type not in ("torch", "numpy"):
             raise ValueError(f"return_type {return_type!r} (want 'torch' or 'numpy')")
+        if names is not None:
+            if names_filter is not None:
+                raise TypeError("give names_filter or its alias names, not both")
+            names_filter = names
+        req = {}
+        sites = self._cache_sites(names_filter)
+        if sites is not None:
+            req["names"] = sites
+        with _tensors.TensorArgs() as args:
+            if _tensors.is_tensor(tokens):
+                req["tokens"] = args.arg(tokens, "tokens")
+            else:
+                req["tokens"] = self._as_token_lists(tokens)
+            out = self._call("run_with_cache", req)
+        out = _tensors.decode_tensors(out)
+        logits, cache = out["logits"], dict(out["cache"])
+        if return_type == "numpy":
+            logits = _numpy(logits)
+            cache = {k: _numpy(v) for k, v in cache.items()}
         return logits, Cache(cache)
+
+    def _cache_sites(self, names_filter):
+        """The site names a names_filter selects (None = all, without listing them)."""
+        if names_filter is None:
+            return None
+        if isinstance(names_filter, str):
+            return [names_filter]
+        if callable(names_filter):
+            every = ["hook_embed"] + [f"blocks.{l}.hook_resid_post" for l in range(self.n_layers)]
+            return [n for n in every if names_filter(n)]
+        return [str(n) for n in names_filter]
 
     # evaluation ----------------------------------------------------------------------------
     def evaluate(self, prompts, methods=DEFAULT_METHODS, positions="random", seed: int = 42,
@@ -287,6 +312,14 @@ class Cache(dict):
             return super().__getitem__(key)
         except KeyError:
             raise KeyError(f"{key!r} not in cache; known: {', '.join(sorted(self))}") from None
+
+
+def _numpy(t):
+    """A result tensor as a numpy array (no copy for CPU tensors numpy has a dtype for)."""
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        t = t.float()
+    return t.cpu().numpy()
 
 
 def _results_from(out: dict, model: Model | None, prepend_bos, seed, positions) -> Results:
