@@ -86,6 +86,15 @@ int ss_tensor_export(uint64_t id, struct DLManagedTensor **out, char **err);
 int ss_tensor_import(struct DLManagedTensor *t, uint64_t *id, char **err);
 void ss_tensor_release(uint64_t id);
 
+/* A model whose weights are tensors imported with ss_tensor_import (what ss.from_hf uses).
+ * req: msgpack {"config": bin (config.json's bytes), "tensors": {checkpoint key: {"tensor": id}},
+ * "dtype": str, "device": str, "tokenizer": folder with tokenizer.json or "", "name": str}.
+ * A tensor that already has that dtype and device and is contiguous becomes a weight without a
+ * copy (the model keeps its own reference: the caller releases its handles after the call, and
+ * must not modify that memory while the model is in use); others are converted once. Free the
+ * model with ss_model_free. */
+int ss_model_from_tensors(const uint8_t *req, size_t req_len, ss_model **out, char **err);
+
 #ifdef __cplusplus
 }
 #endif

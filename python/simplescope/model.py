@@ -39,8 +39,13 @@ class Model:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"model path must be a string or path, got {type(path).__name__}")
         path = os.path.expanduser(os.fspath(path))
-        self._lib = _native.lib()
-        self._h = self._lib.load(path, device, dtype)
+        lib = _native.lib()
+        self._adopt(lib, lib.load(path, device, dtype), path)
+
+    def _adopt(self, lib, h, path):
+        """Takes ownership of a native model handle (ss_model_load, ss_model_from_tensors)."""
+        self._lib = lib
+        self._h = h
         self._lock = threading.Condition()
         self._active = 0  # calls in flight; close() waits for them
         self.path = path
