@@ -15,6 +15,10 @@ Ownership, step by step:
   - from_handle: ss_tensor_export consumes the handle and returns a DLManagedTensor; a capsule
     around it goes to torch.utils.dlpack.from_dlpack, which calls its deleter when the tensor
     dies. If torch refuses it, its deleter is called here.
+
+CUDA: the core runs on each device's default stream. A caller working on another current stream
+gets it synchronised before an argument is imported, and made to wait for the core's work when a
+result arrives or the arguments of a call are released.
 """
 from __future__ import annotations
 
@@ -119,12 +123,31 @@ def as_torch(x, name: str = "tensor") -> torch.Tensor:
     return t
 
 
+def _core_stream_waits_for_caller(t: torch.Tensor) -> None:
+    """Before the core reads a CUDA tensor on the default stream: work queued on the caller's
+    current stream (when it is another one) must be done."""
+    if t.is_cuda:
+        cur = torch.cuda.current_stream(t.device)
+        if cur != torch.cuda.default_stream(t.device):
+            cur.synchronize()
+
+
+def _caller_stream_waits_for_core(t: torch.Tensor) -> None:
+    """After the core worked on a CUDA tensor on the default stream: the caller's current stream
+    (when it is another one) waits for that work."""
+    if t.is_cuda:
+        cur, core = torch.cuda.current_stream(t.device), torch.cuda.default_stream(t.device)
+        if cur != core:
+            cur.wait_stream(core)
+
+
 def to_handle(x, name: str = "tensor") -> int:
     """Imports x (a torch tensor on any device and dtype, or a numpy array) into the core's tensor
     registry without a copy and returns its handle id. The caller releases it (`release`, or use
     `TensorArgs`). The core reads x's memory while the handle lives: do not modify x until then."""
     t = as_torch(x, name)
     lib = _lib()
+    _core_stream_waits_for_caller(t)
     cap = _dlpack.to_dlpack(t)
     ptr = _GetPointer(cap, _DLTENSOR)
     if _SetName(cap, _USED) != 0:  # from here the capsule's destructor leaves the tensor alone
@@ -154,12 +177,14 @@ def from_handle(hid: int) -> torch.Tensor:
         _native._raise(st, lib._err(err))
     cap = _New(ptr.value, _DLTENSOR, None)
     try:
-        return _dlpack.from_dlpack(cap)
+        t = _dlpack.from_dlpack(cap)
     except BaseException:
         if _IsValid(cap, _DLTENSOR):  # torch did not take it
             _SetName(cap, _USED)
             _call_deleter(ptr.value)
         raise
+    _caller_stream_waits_for_core(t)
+    return t
 
 
 def release(hid: int) -> None:
@@ -223,10 +248,13 @@ class TensorArgs:
 
     def __init__(self):
         self.ids: list[int] = []
+        self._cuda: list[torch.Tensor] = []
 
     def arg(self, x, name: str) -> dict:
         hid = to_handle(x, name)
         self.ids.append(hid)
+        if isinstance(x, torch.Tensor) and x.is_cuda:
+            self._cuda.append(x)
         return {"tensor": hid}
 
     def __enter__(self):
@@ -236,4 +264,7 @@ class TensorArgs:
         ids, self.ids = self.ids, []
         for hid in ids:
             release(hid)
+        for t in self._cuda:  # kernels reading the arguments may still be queued
+            _caller_stream_waits_for_core(t)
+        self._cuda = []
         return False
