@@ -10,17 +10,21 @@ missing), every layer cached, three ways:
        by the Python code run_with_cache used before DLPack (copied below verbatim: np.frombuffer,
        then torch.from_numpy(a.copy()));
   new  model.run_with_cache: the core's own tensors handed over by DLPack (no copy);
-  hf   HF transformers GPTJForCausalLM(input_ids, output_hidden_states=True), float32, no_grad.
+  hf   HF transformers GPTJForCausalLM(input_ids, output_hidden_states=True), float32, no_grad
+       (its weights paged in before measuring: from_pretrained may leave them mapped from the file).
 
-Each way runs in its own subprocess (one libtorch, its own allocator state): load, one warm-up
-call, then --reps timed calls (median and min reported). Memory: before one more call the process's
-peak RSS is reset (writing 5 to /proc/self/clear_refs resets VmHWM), then
+Each way runs in two subprocesses of its own (one libtorch, fresh allocators). Time: load, one
+warm-up call, then --reps timed calls (median and min of the wall time, median process CPU time).
+Memory: load, hand freed heap memory back to the OS (malloc_trim), reset the peak RSS (writing 5 to
+/proc/self/clear_refs resets VmHWM), one call, then
 
   peak     VmHWM after the call - VmRSS before it: the most memory the call needed at once,
            result included;
-  result   VmRSS with the result still held - VmRSS before: what keeping the result costs.
+  result   VmRSS with the result still held (after gc and malloc_trim) - VmRSS before: what
+           keeping the result costs, plus whatever the call's allocators kept.
 
-(ru_maxrss cannot be reset, so the peak of the model load would hide the call's; VmHWM can.)
+(ru_maxrss cannot be reset, so the model load's peak would hide the call's; VmHWM can. A process
+of its own per measurement keeps one way's freed memory from being counted, or reused, by another.)
 Timing is for the record, not a test: the machine may be shared.
 """
 import argparse
@@ -54,6 +58,16 @@ def reset_peak():
         f.write("5")
 
 
+def trim():
+    """Hands freed heap memory back to the OS (glibc malloc_trim), so that VmRSS before a call does
+    not count memory earlier calls freed and the call would reuse."""
+    import ctypes
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def old_decode(out):
     """run_with_cache's Python side before DLPack (python/simplescope/model.py at 0f19c2b)."""
     import torch
@@ -76,6 +90,9 @@ def worker(job):
     if job["way"] == "hf":
         from transformers import GPTJForCausalLM
         hf = GPTJForCausalLM.from_pretrained(job["model"], dtype=torch.float32).eval()
+        with torch.no_grad():  # page in weights that may still be mapped from the file
+            for t in [*hf.parameters(), *hf.buffers()]:
+                t.float().sum()
         x = torch.tensor([ids])
 
         def run():
@@ -99,32 +116,35 @@ def worker(job):
             out = decode(out)
             split.append((t1 - t0, time.perf_counter() - t1))
             return (out["logits"], out["cache"]) if isinstance(out, dict) else out
-    res = run()  # warm-up
-    n_cache = len(res[1])
-    nbytes = res[0].numel() * 4 + sum(t.numel() * t.element_size() for t in (res[1].values() if isinstance(res[1], dict) else res[1]))
-    del res
-    times, cpu = [], []
-    split.clear()
-    for _ in range(job["reps"]):
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = run()
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-        del res
+    if job["mode"] == "memory":  # a fresh process: one call, nothing freed before it
         gc.collect()
-    calls = [c for c, _ in split]
-    decodes = [d for _, d in split]
-    gc.collect()
-    before = status_kb("VmRSS")
-    reset_peak()
-    res = run()
-    peak, held = status_kb("VmHWM"), status_kb("VmRSS")
-    out = {"way": job["way"], "median_s": statistics.median(times), "min_s": min(times),
-           "cpu_s": statistics.median(cpu),
-           "call_s": statistics.median(calls) if calls else None,
-           "decode_s": statistics.median(decodes) if decodes else None,
-           "peak_mib": (peak - before) / 1024, "result_mib": (held - before) / 1024,
-           "result_tensor_mib": nbytes / 2**20, "n_cache": n_cache, "logits_shape": list(res[0].shape)}
+        trim()
+        before = status_kb("VmRSS")
+        reset_peak()
+        res = run()
+        peak = status_kb("VmHWM")
+        gc.collect()
+        trim()
+        held = status_kb("VmRSS")
+        nbytes = sum(t.numel() * t.element_size() for t in [res[0], *(res[1].values() if isinstance(res[1], dict) else res[1])])
+        out = {"peak_mib": (peak - before) / 1024, "result_mib": (held - before) / 1024,
+               "result_tensor_mib": nbytes / 2**20, "n_cache": len(res[1]), "logits_shape": list(res[0].shape)}
+    else:
+        run()  # warm-up (its result is dropped at once)
+        times, cpu = [], []
+        split.clear()
+        for _ in range(job["reps"]):
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = run()
+            times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+            del res
+            gc.collect()
+        calls = [c for c, _ in split]
+        decodes = [d for _, d in split]
+        out = {"median_s": statistics.median(times), "min_s": min(times), "cpu_s": statistics.median(cpu),
+               "call_s": statistics.median(calls) if calls else None,
+               "decode_s": statistics.median(decodes) if decodes else None}
     with open(job["out"], "w") as f:
         json.dump(out, f)
 
@@ -150,14 +170,17 @@ def main():
     env = dict(os.environ)
     env.setdefault("SIMPLESCOPE_LIB_DIR", os.path.join(ROOT, "build", "lib"))
     for way in a.ways.split(","):
-        with tempfile.TemporaryDirectory() as td:
-            jf, of = os.path.join(td, "job.json"), os.path.join(td, "out.json")
-            with open(jf, "w") as f:
-                json.dump({"way": way, "model": model, "tokens": a.tokens, "reps": a.reps,
-                           "threads": a.threads, "out": of}, f)
-            subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", jf], check=True, env=env)
-            with open(of) as f:
-                rows.append(json.load(f))
+        row = {"way": way}
+        for mode in ("time", "memory"):
+            with tempfile.TemporaryDirectory() as td:
+                jf, of = os.path.join(td, "job.json"), os.path.join(td, "out.json")
+                with open(jf, "w") as f:
+                    json.dump({"way": way, "mode": mode, "model": model, "tokens": a.tokens, "reps": a.reps,
+                               "threads": a.threads, "out": of}, f)
+                subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", jf], check=True, env=env)
+                with open(of) as f:
+                    row.update(json.load(f))
+        rows.append(row)
     print(f"run_with_cache, {a.config} model ({model}), {a.tokens} tokens, every layer cached, "
           f"{a.threads} threads, {a.reps} reps")
     print(f"{'way':<5} {'median s':>9} {'min s':>8} {'CPU s':>7} {'call s':>7} {'decode s':>9} "
