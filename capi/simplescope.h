@@ -37,7 +37,8 @@ void ss_free(void *p);
 
 /* Library facts as msgpack: version, torch version, CUDA devices. */
 int ss_backend_info(uint8_t **out, size_t *out_len, char **err);
-/* Number of tensors alive in the process (for leak checks). */
+/* Number of tensors alive in the process (for leak checks), exported ones the caller still
+ * holds included. */
 int64_t ss_live_tensors(void);
 
 /* Loads a GPT-J model folder. device: "cpu", "cuda", "cuda:N"; dtype: "float32", "float16",

@@ -40,7 +40,7 @@ enum { SST_CPU = 0, SST_CUDA = 1 };
 SST_API void sst_free_error(sst_error e);
 /* Frees a tensor handle (NULL is ignored). */
 SST_API void sst_free(sst_tensor *t);
-/* Number of tensor handles alive in this process. */
+/* Number of tensor handles alive in this process, plus DLPack exports not yet deleted. */
 SST_API int64_t sst_live_tensors(void);
 
 /* Library facts. *out is malloc'd; free with sst_free_error. */
