@@ -390,3 +390,21 @@ def test_c_import_success_owns_and_deletes_once(model):
     assert st == _native.SS_OK, msg
     _tensors.release(hid)
     assert o.calls == 2
+
+
+def test_background_run_freed_unread_releases_its_tensors(model):
+    """A run whose result is never taken (ss_run_free after it finished) gives back the tensors
+    its result names."""
+    lib = _native.lib()
+    base = live()
+    body = _native.pack({"tokens": [[1, 2, 3, 4]]})
+    r, err = ctypes.c_void_p(), ctypes.c_void_p()
+    with model._using() as h:
+        st = lib.lib.ss_run_start(h, b"run_with_cache", body, len(body), ctypes.byref(r), ctypes.byref(err))
+        assert st == _native.SS_OK, lib._err(err)
+        done, total, fin = ctypes.c_int64(), ctypes.c_int64(), ctypes.c_int()
+        while not fin.value:
+            lib.lib.ss_run_poll(r, ctypes.byref(done), ctypes.byref(total), ctypes.byref(fin))
+        assert live() > base, "the finished result should hold its tensors"
+        lib.lib.ss_run_free(r)
+    assert live() == base, f"{live() - base} tensors left by an unread result"
