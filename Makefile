@@ -37,8 +37,14 @@ build: $(GOLIB)
 check-header: $(GOLIB)
 	mkdir -p build/check
 	printf '#include "simplescope.h"\nint main(void){ ss_status st = SS_OK; return (int)st + (int)ss_live_tensors(); }\n' > build/check/main.c
+	@# the DLPack functions: with the header alone (struct DLManagedTensor incomplete) and after
+	@# the real dlpack.h (the one torch ships), whose struct the forward declaration must match
+	printf '#include "simplescope.h"\nint dl_check(uint64_t id, char **err) {\n  struct DLManagedTensor *t = NULL;\n  uint64_t back = 0;\n  int st = ss_tensor_export(id, &t, err);\n  if (st != SS_OK) return st;\n  st = ss_tensor_import(t, &back, err);\n  ss_tensor_release(back);\n  return st;\n}\n' > build/check/dlpack.c
+	cc -std=c99 -Wall -Wextra -Werror -pedantic -Icapi -c build/check/dlpack.c -o build/check/dlpack.o
+	printf '#include <ATen/dlpack.h>\n#include "simplescope.h"\nint dl_check2(uint64_t id, char **err) {\n  DLManagedTensor *t = NULL;\n  uint64_t back = 0;\n  int st = ss_tensor_export(id, &t, err);\n  if (st != SS_OK) return st;\n  if (t->dl_tensor.ndim < 0) { t->deleter(t); return -1; }\n  st = ss_tensor_import(t, &back, err);\n  ss_tensor_release(back);\n  return st;\n}\n' > build/check/dlpack2.c
+	cc -std=c99 -Wall -Wextra -Werror -pedantic -I"$$($(PY) -c 'import torch.utils.cpp_extension as c; print(c.include_paths()[0])')" -Icapi -c build/check/dlpack2.c -o build/check/dlpack2.o
 	cc -std=c99 -Wall -Wextra -Werror -pedantic -Icapi -c build/check/main.c -o build/check/main.o
-	cc build/check/main.o -L$(LIB) -lsimplescope -Wl,-rpath,$(abspath $(LIB)) -o build/check/main
+	cc build/check/main.o build/check/dlpack.o build/check/dlpack2.o -L$(LIB) -lsimplescope -Wl,-rpath,$(abspath $(LIB)) -o build/check/main
 	@echo "capi/simplescope.h compiles as plain C and links"
 
 gotest: $(GOLIB)

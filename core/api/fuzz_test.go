@@ -17,7 +17,7 @@ import (
 	"github.com/simplescope/simplescope/core/torch"
 )
 
-// fuzzMethods are the methods FuzzCall exercises (every method but debug.panic). A corpus entry
+// fuzzMethods are the methods FuzzCall exercises (every method but the debug.* ones). A corpus entry
 // names its method by index into this list, so methods are only ever appended to it
 // (TestFuzzMethodsCoverServed checks that none is missing).
 func fuzzMethods() []string {
@@ -26,7 +26,7 @@ func fuzzMethods() []string {
 }
 
 func TestFuzzMethodsCoverServed(t *testing.T) {
-	served := slices.DeleteFunc(Methods(), func(m string) bool { return m == "debug.panic" })
+	served := slices.DeleteFunc(Methods(), func(m string) bool { return strings.HasPrefix(m, "debug.") })
 	listed := slices.Clone(fuzzMethods())
 	sort.Strings(served)
 	sort.Strings(listed)
@@ -131,7 +131,11 @@ func TestFuzzCallCorpus(t *testing.T) {
 			if e.method == "load_data" {
 				sess = nil
 			}
-			call(t, sess, e.method, e.req)
+			out, err := Call(context.Background(), sess, e.method, pack(t, e.req), nil)
+			if err != nil {
+				t.Fatalf("%s: %v (status %d)", e.method, err, Status(err))
+			}
+			ReleaseResultTensors(out)
 			covered[e.method] = true
 			path := filepath.Join(corpusDir, e.name)
 			want := corpusFile(t, e)
@@ -160,7 +164,7 @@ func TestFuzzCallCorpus(t *testing.T) {
 // FuzzCall sends arbitrary msgpack requests to every method of the C API's core (Call) on a
 // tiny model, and to a nil session. A call must not panic, must answer either a msgpack map or
 // an error whose status is a real one (not OK, not a panic) with a message, and must leave the
-// live-tensor count as it was. The seeds (testdata/fuzz/FuzzCall) are valid requests of every
+// live-tensor count as it was once the tensor handles of its result are released. The seeds (testdata/fuzz/FuzzCall) are valid requests of every
 // method; `go test -fuzz FuzzCall ./core/api` explores further.
 func FuzzCall(f *testing.F) {
 	s := shared(f)
@@ -172,6 +176,9 @@ func FuzzCall(f *testing.F) {
 		for _, sess := range []*Session{s, nil} {
 			before := torch.LiveTensors()
 			out, err := Call(ctx, sess, method, req, nil)
+			if err == nil {
+				ReleaseResultTensors(out) // tensor handles in the result (run_with_cache)
+			}
 			if after := torch.LiveTensors(); after != before {
 				t.Fatalf("%s(%q): live tensors %d -> %d", method, req, before, after)
 			}

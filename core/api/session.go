@@ -364,13 +364,18 @@ func (s *Session) tokenStrings(_ context.Context, req []byte, _ func(int64, int6
 
 func (s *Session) runWithCache(ctx context.Context, req []byte, _ func(int64, int64)) (any, error) {
 	var r struct {
-		Tokens [][]int  `msgpack:"tokens"`
+		Tokens Tokens   `msgpack:"tokens"` // lists of ids, or an integer tensor argument
 		Names  []string `msgpack:"names"`
+		Arrays bool     `msgpack:"arrays"` // msgpack bin copies instead of tensor handles
 	}
 	if err := decode(req, &r); err != nil {
 		return nil, err
 	}
-	if len(r.Tokens) == 0 {
+	seqs, err := s.tokenLists(r.Tokens, "tokens")
+	if err != nil {
+		return nil, err
+	}
+	if len(seqs) == 0 {
 		return nil, errs.Input("no token sequences given")
 	}
 	L := s.Model.Cfg.NLayer
@@ -387,17 +392,24 @@ func (s *Session) runWithCache(ctx context.Context, req []byte, _ func(int64, in
 		}
 		layers[l] = true
 	}
-	for i, q := range r.Tokens {
+	for i, q := range seqs {
 		if len(q) == 0 {
 			return nil, errs.Input("token sequence %d is empty", i)
 		}
 	}
-	out, err := s.Model.Forward(ctx, r.Tokens, gptj.Request{Full: true})
+	out, err := s.Model.Forward(ctx, seqs, gptj.Request{Full: true})
 	if err != nil {
 		return nil, err
 	}
 	defer out.Close()
-	B, T := int64(len(r.Tokens)), int64(out.T)
+	lengths := make([]int64, len(seqs))
+	for i, q := range seqs {
+		lengths[i] = int64(len(q))
+	}
+	if !r.Arrays {
+		return cacheTensors(out, layers, lengths), nil
+	}
+	B, T := int64(len(seqs)), int64(out.T)
 	logits, err := out.Logits.Float32s()
 	if err != nil {
 		return nil, err
@@ -409,10 +421,6 @@ func (s *Session) runWithCache(ctx context.Context, req []byte, _ func(int64, in
 			return nil, err
 		}
 		cache[SiteName(l)] = F32Array(v, B, T, int64(s.Model.Cfg.NEmbd))
-	}
-	lengths := make([]int64, B)
-	for i, q := range r.Tokens {
-		lengths[i] = int64(len(q))
 	}
 	return map[string]any{
 		"logits":  F32Array(logits, B, T, int64(s.Model.Cfg.VocabSize)),

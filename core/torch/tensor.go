@@ -189,7 +189,8 @@ func (t *Tensor) Close() {
 	t.h = nil
 }
 
-// LiveTensors is the number of tensor handles alive in the process.
+// LiveTensors is the number of tensor handles alive in the process, plus DLPack exports whose
+// deleter has not run yet (ExportDLPack).
 func LiveTensors() int64 { return int64(C.sst_live_tensors()) }
 
 func (t *Tensor) handle() *C.sst_tensor {

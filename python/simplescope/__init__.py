@@ -39,6 +39,12 @@ def load(path, device: str = "cpu", dtype: str = "float32"):
     return _load(path, device=device, dtype=dtype)
 
 
+def from_hf(hf_model, tokenizer=None, device=None, dtype=None):
+    """A model over a HF transformers GPT-J's own parameters (no copy); see simplescope._hf."""
+    from ._hf import from_hf as _from_hf
+    return _from_hf(hf_model, tokenizer=tokenizer, device=device, dtype=dtype)
+
+
 def __getattr__(name):
     if name in ("Model", "Cache"):
         from . import model
@@ -52,5 +58,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'simplescope' has no attribute {name!r}")
 
 
-__all__ = ["load", "backend_info", "read_corpus", "Results", "Model", "Source", "PatchOutput",
+__all__ = ["load", "from_hf", "backend_info", "read_corpus", "Results", "Model", "Source", "PatchOutput",
            "GenerateOutput", "__version__"]

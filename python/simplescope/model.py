@@ -8,7 +8,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from . import _calls, _native, patching
+import torch
+
+from . import _native, _tensors, patching
 from .methods import DEFAULT_METHODS, method_specs
 from .results import Results
 
@@ -21,14 +23,20 @@ class Model:
             raise TypeError(f"model path must be a string or path, got {type(path).__name__}")
         path = os.path.expanduser(os.fspath(path))
         devices = _devices(device)
-        self._lib = _native.lib()
+        lib = _native.lib()
         _init_cuda(devices)
-        self._h = self._lib.load(path, ",".join(devices), dtype)
-        self._cuda_index = next((_cuda_index(d) for d in devices if d.startswith("cuda")), None)
+        self._adopt(lib, lib.load(path, ",".join(devices), dtype), path)
+
+    def _adopt(self, lib, h, path):
+        """Takes ownership of a native model handle (ss_model_load, ss_model_from_tensors)."""
+        self._lib = lib
+        self._h = h
         self._lock = threading.Condition()
         self._active = 0  # calls in flight; close() waits for them
         self.path = path
         self.config = self._lib.call(self._h, "config")
+        dev = str(self.config.get("device", "cpu"))
+        self._cuda_index = _cuda_index(dev) if dev.startswith("cuda") else None
 
     # lifecycle -----------------------------------------------------------------------------
     def close(self):
@@ -156,30 +164,51 @@ class Model:
         return [[int(t) for t in seq] for seq in tokens]
 
     # forward -------------------------------------------------------------------------------
-    def run_with_cache(self, tokens, names_filter: Iterable[str] | None = None, return_type: str = "torch",
-                       *, names: Iterable[str] | None = None):
+    def run_with_cache(self, tokens, names_filter=None, return_type: str = "torch", *, names=None):
         """Runs the model and returns (logits, cache) like TransformerLens.
 
-        tokens: a list of ids, a list of lists (right-padded internally), a [batch, pos] array or
-        tensor. logits: [batch, pos, vocab] float32; cache[name]: [batch, pos, d_model] for
-        "hook_embed" and "blocks.{l}.hook_resid_post" (all of them unless `names_filter`, a list
-        of those names, limits it; ``names`` is simplescope's alias of that keyword).
-        Positions past a sequence's length are padding. return_type "torch" or "numpy".
+        tokens: a list of ids, a list of lists (ragged: right-padded internally), or an integer
+        [batch, pos] / [pos] tensor or array (any device; passed without a copy). names_filter:
+        None (every site), a site name, a list of names, or a function name -> bool (`names` is
+        an alias). Returns logits [batch, pos, vocab] float32 and cache[name] [batch, pos,
+        d_model] in the model's dtype, for "hook_embed" and "blocks.{l}.hook_resid_post", as
+        torch tensors on the model's device that share the core's memory (no copy; they stay
+        valid after close()). Positions past a sequence's length are padding. return_type
+        "numpy" gives numpy arrays (bfloat16 as float32).
         """
-        names_filter = _alias_keyword("names_filter", names_filter, "names", names)
-        req = {"tokens": self._as_token_lists(tokens)}
-        if names_filter is not None:
-            req["names"] = list(names_filter)
-        out = self._call("run_with_cache", req)
-        logits = _native.array(out["logits"])
-        cache = {k: _native.array(v) for k, v in out["cache"].items()}
-        if return_type == "torch":
-            import torch
-            logits = torch.from_numpy(logits.copy())
-            cache = {k: torch.from_numpy(v.copy()) for k, v in cache.items()}
-        elif return_type != "numpy":
+        if return_type not in ("torch", "numpy"):
             raise ValueError(f"return_type {return_type!r} (want 'torch' or 'numpy')")
+        if names is not None:
+            if names_filter is not None:
+                raise TypeError("give names_filter or its alias names, not both")
+            names_filter = names
+        req = {}
+        sites = self._cache_sites(names_filter)
+        if sites is not None:
+            req["names"] = sites
+        with _tensors.TensorArgs() as args:
+            if _tensors.is_tensor(tokens):
+                req["tokens"] = args.arg(tokens, "tokens")
+            else:
+                req["tokens"] = self._as_token_lists(tokens)
+            out = self._call("run_with_cache", req)
+        out = _tensors.decode_tensors(out)
+        logits, cache = out["logits"], dict(out["cache"])
+        if return_type == "numpy":
+            logits = _numpy(logits)
+            cache = {k: _numpy(v) for k, v in cache.items()}
         return logits, Cache(cache)
+
+    def _cache_sites(self, names_filter):
+        """The site names a names_filter selects (None = all, without listing them)."""
+        if names_filter is None:
+            return None
+        if isinstance(names_filter, str):
+            return [names_filter]
+        if callable(names_filter):
+            every = ["hook_embed"] + [f"blocks.{l}.hook_resid_post" for l in range(self.n_layers)]
+            return [n for n in every if names_filter(n)]
+        return [str(n) for n in names_filter]
 
     # evaluation ----------------------------------------------------------------------------
     def evaluate(self, prompts, methods=DEFAULT_METHODS, positions=None, seed=None,
@@ -281,8 +310,11 @@ class Model:
                                  prepend_bos=prepend_bos, progress=progress, deterministic=deterministic)
 
     def _call_tensors(self, method, req, progress=False):
-        """Runs a method whose request and result hold tensors (see _calls)."""
-        return _calls.call_with_tensors(self, method, req, progress)
+        """Runs a method whose request may hold torch tensors or numpy arrays (imported as handles
+        without a copy, released after the call) and whose result holds tensors (docs/tensors.md)."""
+        with _tensors.TensorArgs() as args:
+            out = self._run(method, _tensor_handles(req, args, ""), progress)
+        return _tensors.decode_tensors(out)
 
     def live_tensors(self) -> int:
         """Tensors alive in the process (a leak check)."""
@@ -437,6 +469,25 @@ def _alias_keyword(name: str, value, alias: str, alias_value):
     if value is not None:
         raise TypeError(f"give {name} or its alias {alias}, not both")
     return alias_value
+
+
+def _tensor_handles(obj, args, name: str):
+    """obj with every tensor or array in it replaced by a handle (named by its path for errors)."""
+    if _tensors.is_tensor(obj):
+        return args.arg(obj, name)
+    if isinstance(obj, dict):
+        return {k: _tensor_handles(v, args, f"{name}.{k}" if name else k) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)) and any(_tensors.is_tensor(v) for v in obj):
+        return [_tensor_handles(v, args, f"{name}[{i}]") for i, v in enumerate(obj)]
+    return obj
+
+
+def _numpy(t):
+    """A result tensor as a numpy array (no copy for CPU tensors numpy has a dtype for)."""
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        t = t.float()
+    return t.cpu().numpy()
 
 
 def _results_from(out: dict, model: Model | None) -> Results:

@@ -813,3 +813,129 @@ sst_error sst_attention_parts(const sst_tensor *q_, sst_tensor *const *ks, sst_t
 }
 
 }  // extern "C"
+
+// ---------------------------------------------------------------------------------------------
+// DLPack exchange (shim.h, docs/tensors.md).
+
+#include <ATen/DLConvertor.h>
+
+#include <memory>
+#include <new>
+
+namespace {
+
+// An exported tensor: our own DLManagedTensor around the one at::toDLPack made, so that the
+// export counts in g_live until its consumer calls the deleter.
+struct SstExport {
+  DLManagedTensor mt;     // what the consumer sees; mt.manager_ctx points back here
+  DLManagedTensor *inner; // at::toDLPack's, holding the ATen reference
+};
+
+void sst_export_deleter(DLManagedTensor *self) noexcept {
+  if (self == nullptr) return;
+  auto *e = static_cast<SstExport *>(self->manager_ctx);
+  DLManagedTensor *inner = e->inner;
+  delete e;
+  try {
+    if (inner != nullptr && inner->deleter != nullptr) inner->deleter(inner);
+  } catch (...) {
+  }
+  g_live.fetch_sub(1, std::memory_order_relaxed);
+}
+
+// The import's deleter is armed only once the handle exists: if fromDLPack or anything after it
+// throws, the half-built tensor's destruction must not free memory the caller still owns.
+struct SstImport {
+  DLManagedTensor *src;
+  std::atomic<bool> armed{false};
+};
+
+}  // namespace
+
+extern "C" {
+
+sst_error sst_to_dlpack(const sst_tensor *t, DLManagedTensor **out) {
+  SST_BEGIN("sst_to_dlpack")
+  check_out(out);
+  const at::Tensor &x = T(t, "t");
+  DLManagedTensor *inner = at::toDLPack(x);
+  auto *e = new (std::nothrow) SstExport;
+  if (e == nullptr) {
+    inner->deleter(inner);
+    throw std::bad_alloc();
+  }
+  e->mt = *inner;  // dl_tensor's shape/strides point into inner's ATen tensor, alive as long as e
+  e->mt.manager_ctx = e;
+  e->mt.deleter = &sst_export_deleter;
+  e->inner = inner;
+  g_live.fetch_add(1, std::memory_order_relaxed);
+  *out = &e->mt;
+  SST_END
+}
+
+sst_error sst_from_dlpack(DLManagedTensor *src, sst_tensor **out) {
+  SST_BEGIN("sst_from_dlpack")
+  check_out(out);
+  if (src == nullptr) throw std::invalid_argument("DLManagedTensor is NULL");
+  const DLTensor &d = src->dl_tensor;
+  switch (d.device.device_type) {
+    case kDLCPU:
+      break;
+    case kDLCUDA:
+      to_device(SST_CUDA, d.device.device_id);  // throws when the device does not exist
+      break;
+    default:
+      throw std::invalid_argument("DLPack device type " + std::to_string(static_cast<int>(d.device.device_type)) +
+                                  " not supported (want CPU or CUDA memory)");
+  }
+  if (d.ndim < 0 || d.ndim > SST_MAX_DIMS)
+    throw std::invalid_argument("DLPack tensor has " + std::to_string(d.ndim) + " dimensions (max " +
+                                std::to_string(SST_MAX_DIMS) + ")");
+  if (d.ndim > 0 && d.shape == nullptr) throw std::invalid_argument("DLPack tensor has no shape");
+  // fromDLPack ignores byte_offset: hand it a copy whose data pointer includes it.
+  DLManagedTensor view = *src;
+  view.dl_tensor.data = static_cast<char *>(d.data) + d.byte_offset;
+  view.dl_tensor.byte_offset = 0;
+  auto ctx = std::make_shared<SstImport>();
+  ctx->src = src;
+  at::Tensor x = at::fromDLPack(&view, [ctx](void *) {
+    if (ctx->armed.exchange(false) && ctx->src->deleter != nullptr) ctx->src->deleter(ctx->src);
+  });
+  from_scalar(x.scalar_type());  // refuses dtypes the shim has no code for
+  sst_tensor *h = wrap(std::move(x));
+  ctx->armed.store(true);  // from here on the handle owns src
+  *out = h;
+  SST_END
+}
+
+sst_error sst_alias(const sst_tensor *t, sst_tensor **out) {
+  SST_BEGIN("sst_alias")
+  check_out(out);
+  *out = wrap(T(t, "t"));
+  SST_END
+}
+
+sst_error sst_data_info(const sst_tensor *t, uint64_t *data_ptr, int *contiguous) {
+  SST_BEGIN("sst_data_info")
+  const at::Tensor &x = T(t, "t");
+  if (data_ptr) *data_ptr = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(x.data_ptr()));
+  if (contiguous) *contiguous = x.is_contiguous() ? 1 : 0;
+  SST_END
+}
+
+sst_error sst_to_contiguous(const sst_tensor *t, int dtype, int dev_type, int64_t dev_index, sst_tensor **out) {
+  SST_BEGIN("sst_to_contiguous")
+  check_out(out);
+  const at::Tensor &x = T(t, "t");
+  at::Device dev = to_device(dev_type, dev_index);
+  at::ScalarType st = to_scalar(dtype);
+  // to() ignores the memory format when nothing else changes; contiguous() returns x itself
+  // when it already is contiguous. Either way at most one copy.
+  if (x.device() == dev && x.scalar_type() == st)
+    *out = wrap(x.contiguous());
+  else
+    *out = wrap(x.to(dev, st, /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::Contiguous));
+  SST_END
+}
+
+}  // extern "C"

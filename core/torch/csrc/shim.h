@@ -40,7 +40,7 @@ enum { SST_CPU = 0, SST_CUDA = 1 };
 SST_API void sst_free_error(sst_error e);
 /* Frees a tensor handle (NULL is ignored). */
 SST_API void sst_free(sst_tensor *t);
-/* Number of tensor handles alive in this process. */
+/* Number of tensor handles alive in this process, plus DLPack exports not yet deleted. */
 SST_API int64_t sst_live_tensors(void);
 
 /* Library facts. *out is malloc'd; free with sst_free_error. */
@@ -138,6 +138,28 @@ SST_API sst_error sst_causal_mask(const sst_tensor *valid, sst_tensor **out);
  * v's dtype. */
 SST_API sst_error sst_attention(const sst_tensor *q, const sst_tensor *k, const sst_tensor *v,
                         const sst_tensor *mask, sst_tensor **out);
+
+/* DLPack exchange (docs/tensors.md). DLManagedTensor is the unversioned DLPack struct
+ * (dlpack.h); it is only forward-declared here.
+ *
+ * sst_to_dlpack: a new DLManagedTensor sharing t's storage (no copy); t stays owned by the caller.
+ *   The DLPack consumer calls its deleter once, which drops that ATen reference. Until then the
+ *   export counts in sst_live_tensors.
+ * sst_from_dlpack: a tensor handle over src's storage (no copy). On success the handle owns src:
+ *   src->deleter runs when the last ATen reference to the storage goes. On failure src is
+ *   untouched and still owned by the caller. Refused: devices other than CPU and CUDA, CUDA
+ *   devices that do not exist, dtypes the shim has no code for, more than SST_MAX_DIMS dims.
+ * sst_alias: a second handle on the same ATen tensor (no copy).
+ * sst_data_info: the data pointer (with the storage offset) and whether t is contiguous.
+ * sst_to_contiguous: t itself (a new handle, no copy) when it already has that dtype and device
+ *   and is contiguous; otherwise one copy that is. */
+struct DLManagedTensor;
+SST_API sst_error sst_to_dlpack(const sst_tensor *t, struct DLManagedTensor **out);
+SST_API sst_error sst_from_dlpack(struct DLManagedTensor *src, sst_tensor **out);
+SST_API sst_error sst_alias(const sst_tensor *t, sst_tensor **out);
+SST_API sst_error sst_data_info(const sst_tensor *t, uint64_t *data_ptr, int *contiguous);
+SST_API sst_error sst_to_contiguous(const sst_tensor *t, int dtype, int dev_type, int64_t dev_index,
+                                   sst_tensor **out);
 
 /* ---- Transfers, fault injection, memory budget, attention over parts (issue 16) ---- */
 
