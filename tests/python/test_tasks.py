@@ -270,8 +270,11 @@ def test_describe_cuts_at_the_separator(model):
     g = free.df["generation"][0]
     sep = g[4:6]
     assert sep.strip(), "the reference generation is too short to cut"
-    cut = ss.tasks.describe(model, ENTITIES[:2], layers=[1], separator=sep, progress=False)
+    refs = [g.split(sep, 1)[0].strip() + " extra words", "unrelated"]
+    cut = ss.tasks.describe(model, ENTITIES[:2], layers=[1], separator=sep, references=refs, progress=False)
     for a, b in zip(free.df.itertuples(), cut.df.itertuples()):
         assert b.description == a.generation.split(sep, 1)[0].strip()
         assert a.generation.startswith(b.generation)
+        assert b.rougeL == pytest.approx(rouge_reference(b.reference, b.description), abs=1e-12)
     assert len(cut.df["generation"][0]) < len(g)
+    assert 0 < cut.df["rougeL"][0] < 1  # the description is the reference less two words

@@ -4,6 +4,7 @@ known affine map at every layer) the fitted maps recover that map and patching r
 source's predictions; the metrics equal HF transformers hooks with the same maps; mismatched
 vocabularies and bad layers are refused before any work."""
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch
 import simplescope as ss
 from simplescope.lstsq import StreamingLstsq
 from simplescope.tasks.cross_model import GroupedLstsq, draw_positions
-from conftest import DEMO_CORPUS, make_tiny_gptj
+from conftest import DEMO_CORPUS, TOKENIZER_DIR, make_tiny_gptj
 from patch_reference import block_output, patch_logits
 
 SHIFT = 0.5
@@ -71,7 +72,8 @@ def permuted_copy(hf, perm, shift):
 def permuted(tmp_path_factory, hf_model):
     from transformers import GPTJForCausalLM
     path = str(tmp_path_factory.mktemp("tiny-permuted"))
-    make_tiny_gptj(path)  # same config and tokenizer files; the weights are replaced below
+    for name in os.listdir(TOKENIZER_DIR):
+        shutil.copyfile(os.path.join(TOKENIZER_DIR, name), os.path.join(path, name))
     perm = np.random.default_rng(3).permutation(64)
     hf2 = GPTJForCausalLM(hf_model.config).eval()
     hf2.load_state_dict(permuted_copy(hf_model, perm, SHIFT))

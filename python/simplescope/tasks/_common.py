@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ._store import RunFolder, write_figures, write_summary
+from ._store import RunFolder, sort_rows, write_figures, write_summary
 
 
 # ---------------------------------------------------------------------- arguments
@@ -105,8 +105,7 @@ class Run:
     def finish(self, result_cls, meta: dict):
         frames = [f for f in self.frames if len(f)]
         df = self.pd.concat(frames, ignore_index=True) if frames else self.pd.DataFrame()
-        if len(df):
-            df = df.sort_values(self.pair_columns + ["sample"], kind="stable").reset_index(drop=True)
+        df = sort_rows(df, self.pair_columns)
         res = result_cls(df, dict(meta, settings=self.settings))
         if self.folder:
             self.folder.write_meta(res.meta, status="complete")
@@ -123,24 +122,30 @@ def generate_pairs(model, pairs: Sequence[tuple[int, int]], src_tokens, src_pos,
     """For every (source layer, target layer) in ``pairs``: the hidden state of each sample's
     source prompt (block output at the source layer, position src_pos[i]) is written into its
     target (output of the target layer, position tgt_pos[i]) and the continuation generated
-    greedily. Pairs with the same source layer share one source pass; up to ``unit_rows`` rows
-    (samples x pairs) go to the core in one call, and ``on_unit(pairs_of_unit, GenerateOutput)``
-    gets each call's rows in pair-major, then sample order."""
+    greedily. Each source layer's hidden states are read once (one source pass per prompt); whole
+    pairs, up to ``unit_rows`` rows (samples x pairs) or one pair, go to the core in one call, and
+    ``on_unit(pairs_of_unit, GenerateOutput)`` gets each call's rows in pair-major, then sample
+    order."""
+    import torch
     n = len(src_tokens)
-    by_source: dict[int, list[int]] = {}
-    for ls, lt in pairs:
-        by_source.setdefault(ls, []).append(lt)
     per = max(1, unit_rows // max(1, n))
+    pairs = list(pairs)
+    last_use = {ls: i for i, (ls, _) in enumerate(pairs)}
     shared = all(t == tgt_tokens[0] for t in tgt_tokens)
-    for ls, lts in by_source.items():
-        H = model.hidden_states(src_tokens, ls, list(src_pos))
-        for i in range(0, len(lts), per):
-            chunk = lts[i:i + per]
-            k = len(chunk)
-            out = model.generate(tgt_tokens[0] if shared else list(tgt_tokens) * k,
-                                 H.repeat(k, 1) if k > 1 else H,
-                                 [lt for lt in chunk for _ in range(n)], list(tgt_pos) * k,
-                                 max_new_tokens=max_new_tokens, stop=stop, progress=False)
-            on_unit([(ls, lt) for lt in chunk], out)
-            if bar is not None:
-                bar.update(k)
+    states: dict[int, object] = {}
+    for lo in range(0, len(pairs), per):
+        unit = pairs[lo:lo + per]
+        for ls, _ in unit:
+            if ls not in states:
+                states[ls] = model.hidden_states(src_tokens, ls, list(src_pos))
+        vecs = torch.cat([states[ls] for ls, _ in unit]) if len(unit) > 1 else states[unit[0][0]]
+        k = len(unit)
+        out = model.generate(tgt_tokens[0] if shared else list(tgt_tokens) * k, vecs,
+                             [lt for _, lt in unit for _ in range(n)], list(tgt_pos) * k,
+                             max_new_tokens=max_new_tokens, stop=stop, progress=False)
+        for ls in {ls for ls, _ in unit}:
+            if last_use[ls] < lo + per:
+                del states[ls]  # no later unit reads this source layer
+        on_unit(unit, out)
+        if bar is not None:
+            bar.update(k)

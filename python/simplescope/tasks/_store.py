@@ -106,7 +106,15 @@ class TaskResult:
             raise ValueError(f"{path} holds a {kind} result, not {cls.kind}")
         meta = dict(doc.get("meta") or {})
         meta["settings"] = doc.get("settings") or {}
-        return klass(RunFolder.read_parts(path), meta)
+        return klass(sort_rows(RunFolder.read_parts(path), klass.pair_columns), meta)
+
+
+def sort_rows(df, pair_columns):
+    """Rows in (layer pair, sample) order, whatever order the parts were written in."""
+    keys = [c for c in list(pair_columns) + ["sample"] if c in df.columns]
+    if not len(df) or not keys:
+        return df
+    return df.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def _next_index(files) -> int:

@@ -61,8 +61,8 @@ def add_parser(sub) -> None:
                                                 "texts (default: the bundled demo corpus)")
     c.add_argument("--train", default=None, help="training corpus (instead of --data)")
     c.add_argument("--eval", default=None, help="evaluation corpus (instead of --data)")
-    c.add_argument("--n-train", type=int, default=400, help="training texts (default 400)")
-    c.add_argument("--n-eval", type=int, default=100, help="evaluation texts (default 100)")
+    c.add_argument("--n-train", type=int, default=240, help="training texts (default 240)")
+    c.add_argument("--n-eval", type=int, default=60, help="evaluation texts (default 60)")
     c.add_argument("--positions-per-text", type=int, default=4, help="training positions per text (default 4)")
     c.add_argument("--source-layers", default=None, help="default all")
     c.add_argument("--target-layers", default=None, help="default all")
@@ -196,9 +196,9 @@ def _corpora(args):
             raise UserError("give --train and --eval together, or --data alone")
         return read_corpus(args.train, max_docs=args.n_train), read_corpus(args.eval, max_docs=args.n_eval)
     texts = read_corpus(args.data or DEMO_CORPUS, max_docs=args.n_train + args.n_eval)
-    if len(texts) < args.n_train + 1:
+    if len(texts) < args.n_train + args.n_eval:
         raise UserError(f"{args.data or DEMO_CORPUS} holds {len(texts)} documents: too few for --n-train "
-                        f"{args.n_train} and an eval set")
+                        f"{args.n_train} and --n-eval {args.n_eval}")
     return texts[:args.n_train], texts[args.n_train:]
 
 

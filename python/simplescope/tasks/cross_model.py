@@ -251,37 +251,46 @@ def cross_model(source, target, train_texts, eval_texts, source_layers=None, tar
                 if maps_dir:
                     _save_map(maps_dir, k, mp)
 
+    import pandas as pd
     import torch
-    Ls = source.n_layers
-    y, src_logp = _source_predictions(source, prefixes, Ls, eval_rows)
-    rows = np.arange(len(prefixes))
-    by_source: dict[int, list[int]] = {}
+    y, src_logp = _source_predictions(source, prefixes, source.n_layers, eval_rows)
+    n = len(prefixes)
+    need = sorted({ls for ls, _ in todo})
+    # every needed source layer of every eval prefix in one call: one source pass per prefix
+    H = source.hidden_states(prefixes * len(need), [ls for ls in need for _ in range(n)], [-1] * (n * len(need)))
+    H = {ls: H[i * n:(i + 1) * n].float().cpu() for i, ls in enumerate(need)}
+    by_target: dict[int, list[int]] = {}
     for ls, lt in todo:
-        by_source.setdefault(ls, []).append(lt)
+        by_target.setdefault(lt, []).append(ls)
+    samples = np.asarray(keep, dtype=np.int64)
+    positions = np.asarray([eval_pos[i] for i in keep], np.int64)
     bar = progress_bar(len(pairs), len(pairs) - len(todo), "cross-model", progress)
     try:
-        for ls, lts in by_source.items():
-            H = source.hidden_states(prefixes, ls, -1)
-            for lt in lts:
+        for lt, lss in by_target.items():
+            # All source layers of one target layer go to the core together: the rows of one
+            # prefix then share its target pass (one per prefix and target layer) and continue
+            # from block lt + 1 with their mapped vectors.
+            top = np.empty((len(lss), n), dtype=np.int64)
+            surprisal = np.empty((len(lss), n))
+            per = max(1, eval_rows // len(lss))
+            for lo in range(0, n, per):
+                hi = min(n, lo + per)
+                vecs = torch.cat([H[ls][lo:hi] @ torch.from_numpy(maps[(ls, lt)].W) + torch.from_numpy(maps[(ls, lt)].b)
+                                  for ls in lss])
+                lg = target.patch(prefixes[lo:hi] * len(lss), vecs, lt, -1, progress=False).logits
+                logp = torch.log_softmax(lg.double(), -1).reshape(len(lss), hi - lo, -1)
+                top[:, lo:hi] = logp.argmax(-1).numpy()
+                surprisal[:, lo:hi] = -logp[:, torch.arange(hi - lo), torch.as_tensor(y[lo:hi])].numpy()
+            for j, ls in enumerate(lss):
                 mp = maps[(ls, lt)]
-                top = np.empty(len(prefixes), dtype=np.int64)
-                surprisal = np.empty(len(prefixes))
-                for lo in range(0, len(prefixes), eval_rows):
-                    hi = min(len(prefixes), lo + eval_rows)
-                    lg = target.patch(prefixes[lo:hi], H[lo:hi], lt, -1, transform=(mp.W, mp.b), progress=False).logits
-                    logp = torch.log_softmax(lg.double(), -1)
-                    top[lo:hi] = logp.argmax(-1).numpy()
-                    surprisal[lo:hi] = -logp[torch.arange(hi - lo), torch.as_tensor(y[lo:hi])].numpy()
-                import pandas as pd
-                frame = pd.DataFrame({
-                    "sample": np.asarray(keep, dtype=np.int64), "position": np.asarray([eval_pos[i] for i in keep], np.int64),
-                    "layer_source": np.full(len(rows), ls, np.int64), "layer_target": np.full(len(rows), lt, np.int64),
-                    "source_top1": y, "patched_top1": top, "prec1": (top == y).astype(np.float64),
-                    "surprisal": surprisal, "paper_surprisal": -src_logp[rows, top].astype(np.float64),
-                    "fit_r2": np.full(len(rows), mp.r2), "fit_mse": np.full(len(rows), mp.mse)})
-                run.add(frame)
-                if bar is not None:
-                    bar.update(1)
+                run.add(pd.DataFrame({
+                    "sample": samples, "position": positions,
+                    "layer_source": np.full(n, ls, np.int64), "layer_target": np.full(n, lt, np.int64),
+                    "source_top1": y, "patched_top1": top[j], "prec1": (top[j] == y).astype(np.float64),
+                    "surprisal": surprisal[j], "paper_surprisal": -src_logp[np.arange(n), top[j]].astype(np.float64),
+                    "fit_r2": np.full(n, mp.r2), "fit_mse": np.full(n, mp.mse)}))
+            if bar is not None:
+                bar.update(len(lss))
     finally:
         if bar is not None:
             bar.close()

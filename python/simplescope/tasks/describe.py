@@ -123,7 +123,8 @@ class DescribeResult(TaskResult):
             raise ValueError("no references were given, so there is no RougeL to plot")
         x, y = self.rouge_by_layer()
         t = title or f"entity description: RougeL by layer ({self.meta.get('n_entities', '?')} entities)"
-        return by_layer(x, {"RougeL": y}, "RougeL (F)", t, path=path, ax=ax)
+        top = max(0.1, 1.1 * float(np.nanmax(y))) if len(y) and np.isfinite(y).any() else 1.0
+        return by_layer(x, {"RougeL": y}, "RougeL (F)", t, path=path, ax=ax, ylim=(0.0, min(1.0, top)))
 
     def figures(self):
         return [("rougeL.png", lambda p: self.plot(path=p))] if "reference" in self.df.columns else []
