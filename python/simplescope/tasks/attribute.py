@@ -100,7 +100,11 @@ def read_table(path: str):
     with open(path, "rb") as f:
         raw = f.read()
     if path.endswith(".zst"):
-        import zstandard
+        try:
+            import zstandard
+        except ImportError:
+            raise ImportError("reading .tsv.zst task files needs zstandard: pip install 'simplescope[tasks]' "
+                              "(or zstandard)") from None
         raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)).read()
     try:
         df = pd.read_csv(io.BytesIO(raw), sep="\t", dtype=str, keep_default_na=False, na_filter=False)
