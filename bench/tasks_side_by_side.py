@@ -15,7 +15,8 @@ the same weights, task rows, layer pairs and torch thread count.
   (c) ss         simplescope.tasks.attribute_extraction on the same rows (one source pass per row
                  and source layer, the target's prefix computed once, batched decode with a K/V cache).
 
-Reported: result rows (row x layer pair) per second of (a) and (c) and their ratio; identical
+Reported: result rows (row x layer pair) per second of (a) and (c) and their ratio, by wall time
+and by the process's CPU time (steadier on a shared machine); identical
 generations of (c) and (b) over all items, and of (c) and (a) over the items where (a) reads the
 right token (no left padding in its source row); how many items (a) reads wrongly and how often
 that changes the generation; the accuracy each gets. (The paper's loop also drops its last partial
@@ -122,21 +123,23 @@ def main():
     print(f"{a.task}: {len(rows)} rows ({len(prep.skipped_rows)} skipped), {len(S)}x{len(T)} layer pairs, "
           f"{a.threads} threads, model {a.model}", flush=True)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = ss.tasks.attribute_extraction(model, a.task, rows=list(sel["sample"]), source_layers=S, target_layers=T,
                                         max_new_tokens=a.max_new_tokens, progress=False)
-    t_ss = time.perf_counter() - t0
+    t_ss, c_ss = time.perf_counter() - t0, time.process_time() - c0
     n_items = len(res.df)
-    print(f"simplescope: {n_items} rows in {t_ss:.1f} s = {n_items / t_ss:.1f} rows/s", flush=True)
+    print(f"simplescope: {n_items} rows in {t_ss:.1f} s = {n_items / t_ss:.1f} rows/s "
+          f"({c_ss:.1f} CPU s = {n_items / c_ss:.1f} rows per CPU s)", flush=True)
     model.close()
 
     hf = GPTJForCausalLM.from_pretrained(a.model, dtype=torch.float32).eval()
     tok = Tokenizer.from_file(os.path.join(a.model, "tokenizer.json"))
     items = [(i, ls, lt) for i in range(len(rows)) for ls in S for lt in T]  # the paper's order
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     lit, pads = paper_generations(hf, tok, rows, items, a.batch, a.max_new_tokens, corrected=False)
-    t_paper = time.perf_counter() - t0
-    print(f"paper:       {len(items)} rows in {t_paper:.1f} s = {len(items) / t_paper:.1f} rows/s", flush=True)
+    t_paper, c_paper = time.perf_counter() - t0, time.process_time() - c0
+    print(f"paper:       {len(items)} rows in {t_paper:.1f} s = {len(items) / t_paper:.1f} rows/s "
+          f"({c_paper:.1f} CPU s = {len(items) / c_paper:.1f} rows per CPU s)", flush=True)
     cor, _ = paper_generations(hf, tok, rows, items, a.batch, a.max_new_tokens, corrected=True)
 
     ours = {(int(r.sample), int(r.layer_source), int(r.layer_target)): r.generation for r in res.df.itertuples()}
@@ -162,6 +165,8 @@ def main():
         "task": a.task, "rows": len(rows), "pairs": len(S) * len(T), "items": len(items), "threads": a.threads,
         "ss_rows_per_s": n_items / t_ss, "paper_rows_per_s": len(items) / t_paper,
         "speedup": (n_items / t_ss) / (len(items) / t_paper),
+        "ss_rows_per_cpu_s": n_items / c_ss, "paper_rows_per_cpu_s": len(items) / c_paper,
+        "speedup_cpu_time": (n_items / c_ss) / (len(items) / c_paper),
         "same_as_corrected": same_cor / len(items),
         "same_as_paper_where_paper_reads_right_token": same_lit / max(1, n_right), "paper_right_token_items": n_right,
         "paper_shifted_items": shifted, "paper_shifted_items_changed": shifted_changed,

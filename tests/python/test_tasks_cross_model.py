@@ -160,3 +160,18 @@ def test_vocabulary_mismatch_and_bad_layers(model, tmp_path, texts):
         ss.tasks.cross_model(model, model, texts[0], texts[1], [0], [4], progress=False)
     with pytest.raises(ValueError, match="needs more than 64"):
         ss.tasks.cross_model(model, model, texts[0][:10], texts[1], [0], [0], progress=False)
+
+
+def test_cli_cross_model(tiny_dir, tmp_path, capsys):
+    from simplescope import __main__ as cli
+    out = tmp_path / "cli"
+    rc = cli.main(["task", "cross-model", "--source", tiny_dir, "--target", tiny_dir, "--data", DEMO_CORPUS,
+                   "--n-train", "30", "--n-eval", "5", "--source-layers", "1", "--target-layers", "1,3",
+                   "--out", str(out), "--no-progress"])
+    assert rc == 0 and "prec1" in capsys.readouterr().out
+    res = ss.tasks.TaskResult.load(out)
+    assert res.pairs() == [(1, 1), (1, 3)] and (res.grid("prec1").loc[1, 1] == 1.0)
+    assert os.path.getsize(out / "prec1.png") > 0
+    rc = cli.main(["task", "cross-model", "--source", tiny_dir, "--target", str(tmp_path / "none"),
+                   "--out", str(tmp_path / "o2")])
+    assert rc == 2 and "no such model folder" in capsys.readouterr().err
