@@ -52,6 +52,9 @@ def __getattr__(name):
     if name in ("SimplescopeError", "InputError", "Cancelled", "OutOfMemory", "InternalError"):
         from . import _native
         return getattr(_native, name)
+    if name == "tasks":  # ss.tasks without an explicit import (it loads pandas and the task data lazily)
+        import importlib
+        return importlib.import_module(".tasks", __name__)
     if name == "read_corpus":
         from .data_io import read_corpus
         return read_corpus

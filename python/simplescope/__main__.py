@@ -1,4 +1,5 @@
-"""Command line: ``python -m simplescope eval ...`` and ``python -m simplescope demo --out DIR``.
+"""Command line: ``python -m simplescope eval ...``, ``python -m simplescope demo --out DIR`` and
+``python -m simplescope task ...`` (the Patchscopes tasks; simplescope/tasks/cli.py).
 
 eval  evaluates a GPT-J model folder on a JSONL / JSONL.zst corpus (optionally through a preset,
       whose BOS / positions / seed settings apply unless overridden) and writes results.json,
@@ -86,7 +87,7 @@ def parse_layers(text: str | None) -> list[int] | None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m simplescope",
                                 description="Patchscope-style decoding of GPT-J's residual stream, layer by layer.")
-    sub = p.add_subparsers(dest="command", metavar="{eval,demo}")
+    sub = p.add_subparsers(dest="command", metavar="{eval,demo,task}")
     sub.required = True
 
     def common(sp, max_docs_default):
@@ -117,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="a small random GPT-J on the bundled corpus (seed preset)")
     common(d, 100)
+    from .tasks import cli as tasks_cli  # task: the paper's other experiments (simplescope.tasks)
+    tasks_cli.add_parser(sub)
     return p
 
 
@@ -281,6 +284,9 @@ def write_outputs(res, out: str) -> list[str]:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "task":
+            from .tasks import cli as tasks_cli
+            return tasks_cli.run(args)
         methods = parse_methods(args.methods)
         layers = parse_layers(args.layers)
         common = dict(methods=methods, layers=layers, device=args.device, dtype=args.dtype,
