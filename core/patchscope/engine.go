@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/simplescope/simplescope/core/batch"
+	"github.com/simplescope/simplescope/core/errs"
 	"github.com/simplescope/simplescope/core/gptj"
 	"github.com/simplescope/simplescope/core/torch"
 )
@@ -22,6 +23,9 @@ func Evaluate(ctx context.Context, m *gptj.Model, req Request) (*Result, error) 
 	}
 	if err := req.validate(L, m.Cfg.VocabSize, m.Cfg.NPositions); err != nil {
 		return nil, err
+	}
+	if err := req.checkAffine(m.Cfg.NEmbd); err != nil {
+		return nil, errs.AsInput(err)
 	}
 	e := &engine{m: m, req: &req, L: L}
 	e.defaults()
