@@ -60,6 +60,9 @@ func corpusEntries() []corpusEntry {
 				{"name": "grid", "target": "x = ? ;", "placeholder": "?", "target_layer": "all"},
 				{"name": "fixed", "target_tokens": []int{5, 6, 7}, "placeholder": -1, "target_layer": 1},
 				{"name": "last", "kind": "patch", "target": "word:", "placeholder": ":", "target_layer": "last"}}}},
+		{"evaluate_affine", "evaluate", map[string]any{
+			"texts": []string{"a b c d"}, "prepend_bos": true, "positions": "last", "layers": []int{1},
+			"methods": []map[string]any{{"name": "affine", "kind": "affine", "maps": identityMaps(16, 1)}}}},
 		{"inspect", "inspect", map[string]any{"text": "The cat sat", "prepend_bos": true, "k": 3, "position": -1,
 			"methods": []map[string]any{{"name": "logitlens"}, {"name": "patchscope"}}, "layers": []int{1}}},
 		{"load_data", "load_data", map[string]any{"path": demoCorpus, "max_docs": 3}},
