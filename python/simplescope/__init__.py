@@ -46,6 +46,9 @@ def __getattr__(name):
     if name in ("SimplescopeError", "InputError", "Cancelled", "OutOfMemory", "InternalError"):
         from . import _native
         return getattr(_native, name)
+    if name == "AffineMaps":
+        from .affine import AffineMaps
+        return AffineMaps
     if name == "read_corpus":
         from .data_io import read_corpus
         return read_corpus
@@ -53,4 +56,4 @@ def __getattr__(name):
 
 
 __all__ = ["load", "backend_info", "read_corpus", "Results", "Model", "Source", "PatchOutput",
-           "GenerateOutput", "__version__"]
+           "GenerateOutput", "AffineMaps", "__version__"]
