@@ -22,7 +22,9 @@ example by example. The script asserts, for every (document, layer, method), aga
       accumulate float32 sums in different orders and paddings, ~1e-5 relative on logits of a few
       tens, so ~1e-4 nats, bound 10x that; float16 0.05; bfloat16 0.25).
 It prints the per-layer means, the largest per-example differences, the times and the ratios, and
-exits 1 on any disagreement. --docs-c N > --docs adds a timing of (c) alone on N documents (its
+exits 1 on any disagreement. Times are wall-clock and CPU seconds (time.process_time: every thread
+of the process that ran the loop, simplescope's Go and libtorch threads included); on a machine
+shared with other work the CPU-second ratio is the steadier of the two. --docs-c N > --docs adds a timing of (c) alone on N documents (its
 items/s at a larger size; not used for the ratios).
 
 Minimal FLOPs (the floor; matmul FLOPs, 2 per multiply-add; C = n_embd, V = vocab, L = n_layer):
@@ -90,10 +92,10 @@ def worker(a):
         docs = job["docs"]
         pos = np.asarray(job["positions"], dtype=np.int64)
         m.evaluate(docs[:2], methods=METHODS, positions=pos[:2], prepend_bos=True, progress=False)  # warm-up
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = m.evaluate(docs, methods=METHODS, positions=pos, prepend_bos=True, progress=False)
-        sec = time.perf_counter() - t0
-        out = {"seconds": sec, "items": len(docs) * m.n_layers * len(METHODS), "per_example": {
+        sec, cpu = time.perf_counter() - t0, time.process_time() - c0
+        out = {"seconds": sec, "cpu_seconds": cpu, "items": len(docs) * m.n_layers * len(METHODS), "per_example": {
             meth: {f: np.asarray(res.per_example(meth)[f], dtype=np.float64).tolist() for f in FIELDS}
             for meth in METHODS}}
     with open(job["out"], "w") as f:
@@ -171,12 +173,12 @@ def load_tl(model_dir, device, dtype):
 
 
 def run_tl(tl, docs, targets, pos, L, limit_s=None):
-    """Returns (result, items done, seconds). Stops early after limit_s (items/s stays valid)."""
+    """Returns (result, items done, seconds, CPU seconds). Stops early after limit_s."""
     import torch
     res = new_result(len(docs), L)
     dev = tl.cfg.device
     done = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with torch.no_grad():
         for d, ids in enumerate(docs):
             src = torch.tensor([[BOS] + ids], device=dev)
@@ -201,7 +203,7 @@ def run_tl(tl, docs, targets, pos, L, limit_s=None):
                     done += 1
             if limit_s and time.perf_counter() - t0 > limit_s:
                 break
-    return res, done, time.perf_counter() - t0
+    return res, done, time.perf_counter() - t0, time.process_time() - c0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +227,7 @@ def run_paper(hf, docs, targets, pos, L, batch=256):
     res = new_result(len(docs), L)
     dev = next(hf.parameters()).device
     blocks = hf.transformer.h
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     done = 0
     with torch.no_grad():
         for meth in METHODS:
@@ -267,7 +269,7 @@ def run_paper(hf, docs, targets, pos, L, batch=256):
                 for i, (d, l) in enumerate(its):
                     record(res[meth], d, l, got, i)
                 done += len(its)
-    return res, done, time.perf_counter() - t0
+    return res, done, time.perf_counter() - t0, time.process_time() - c0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,26 +413,26 @@ def main(argv=None):
 
     got = call_worker(a, {"op": "evaluate", "docs": docs, "positions": pos.tolist()})
     results["ss"] = {m: {f: np.asarray(v) for f, v in d.items()} for m, d in got["per_example"].items()}
-    speed["ss"] = (got["items"], got["seconds"])
+    speed["ss"] = (got["items"], got["seconds"], got["cpu_seconds"])
     print(f"(c) simplescope: {got['items']} items in {got['seconds']:.2f} s", flush=True)
     if a.docs_c > a.docs:
         big = call_worker(a, {"op": "evaluate", "docs": docs_all, "positions": pos_all.tolist()})
-        speed["ss-large"] = (big["items"], big["seconds"])
+        speed["ss-large"] = (big["items"], big["seconds"], big["cpu_seconds"])
         print(f"(c) simplescope on {len(docs_all)} documents: {big['items']} items in {big['seconds']:.2f} s", flush=True)
 
     if "paper" not in skip:
         from transformers import GPTJForCausalLM
         hf = GPTJForCausalLM.from_pretrained(a.model, dtype=getattr(torch, a.dtype)).to(a.device).eval()
         run_paper(hf, docs[:1], targets, pos, L, batch=a.batch)  # warm-up
-        r, n, s = run_paper(hf, docs, targets, pos, L, batch=a.batch)
-        results["paper"], speed["paper"] = r, (n, s)
+        r, n, s, c = run_paper(hf, docs, targets, pos, L, batch=a.batch)
+        results["paper"], speed["paper"] = r, (n, s, c)
         print(f"(b) paper batched hooks: {n} items in {s:.2f} s", flush=True)
         del hf
     if "tl" not in skip:
         tl = load_tl(a.model, a.device, a.dtype)
         run_tl(tl, docs[:1], targets, pos, 1)  # warm-up: one layer of one document
-        r, n, s = run_tl(tl, docs, targets, pos, L)
-        results["tl"], speed["tl"] = r, (n, s)
+        r, n, s, c = run_tl(tl, docs, targets, pos, L)
+        results["tl"], speed["tl"] = r, (n, s, c)
         print(f"(a) TransformerLens loop: {n} items in {s:.2f} s", flush=True)
         del tl
 
@@ -439,26 +441,30 @@ def main(argv=None):
 
     flops = minimal_flops(cfg, docs, pos, targets)
     rate = matmul_rate(a.device, a.dtype, n=8192 if a.device.startswith("cuda") else 2048)
-    ips = {n: i / s for n, (i, s) in speed.items()}
+    ips = {n: i / s for n, (i, s, _) in speed.items()}
+    cps = {n: i / c for n, (i, _, c) in speed.items()}  # items per CPU second (all threads)
     achieved = flops / speed["ss"][1]
     print(f"\nconfig {a.config} (n_embd {cfg['n_embd']}, n_layer {L}, vocab {cfg['vocab_size']}), "
-          f"{a.device} {a.dtype}, torch threads {a.threads}")
-    print(f"{'run':28s}{'docs':>6s}{'items':>8s}{'seconds':>10s}{'items/s':>11s}{'ss speed-up':>13s}")
+          f"{a.device} {a.dtype}, torch threads {a.threads}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'run':28s}{'docs':>6s}{'items':>8s}{'wall s':>9s}{'CPU s':>9s}{'items/s':>10s}{'items/CPU s':>13s}"
+          f"{'ss speed-up':>13s}{'(CPU)':>8s}")
     label = {"tl": "(a) TransformerLens loop", "paper": "(b) paper batched hooks", "ss": "(c) simplescope",
              "ss-large": "(c) simplescope, more docs"}
     for n in ("tl", "paper", "ss", "ss-large"):
         if n in speed:
-            i, s = speed[n]
+            i, s, c = speed[n]
             nd = i // (L * len(METHODS))
-            ratio = f"{ips['ss'] / ips[n]:12.1f}x" if n != "ss-large" else f"{'':>13s}"
-            print(f"{label[n]:28s}{nd:6d}{i:8d}{s:10.2f}{ips[n]:11.2f}{ratio}")
+            ratio = f"{ips['ss'] / ips[n]:12.1f}x{cps['ss'] / cps[n]:7.1f}x" if n != "ss-large" else ""
+            print(f"{label[n]:28s}{nd:6d}{i:8d}{s:9.2f}{c:9.2f}{ips[n]:10.2f}{cps[n]:13.2f} {ratio}")
     print(f"minimal FLOPs of (c)'s experiment {flops / 1e9:.1f} GFLOP; at (c)'s time {achieved / 1e9:.2f} GFLOP/s; "
           f"measured matmul {rate / 1e9:.1f} GFLOP/s; fraction {achieved / rate:.3f}")
     print("metrics agree" if agree else "METRICS DISAGREE")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"config": a.config, "threads": a.threads, "device": a.device, "dtype": a.dtype,
-                       "speed": {n: {"items": i, "seconds": s, "items_per_s": i / s} for n, (i, s) in speed.items()},
+                       "speed": {n: {"items": i, "seconds": s, "cpu_seconds": c, "items_per_s": i / s,
+                                     "items_per_cpu_s": i / c} for n, (i, s, c) in speed.items()},
+                       "load_average": os.getloadavg()[0],
                        "min_flops": flops, "matmul_flops_per_s": rate, "flop_fraction": achieved / rate,
                        "docs": len(docs), "tol": a.tol, "tie_tol": a.tie_tol, "agree": agree,
                        "per_example": report}, f, indent=1)
