@@ -21,12 +21,13 @@ import (
 // MethodSpec is a method as the caller names it: a built-in name, or a target prompt with its
 // placeholder.
 type MethodSpec struct {
-	Name         string `msgpack:"name"`
-	Kind         string `msgpack:"kind"`          // "logitlens" or "patch"; empty = built-in name or patch
-	Target       string `msgpack:"target"`        // target prompt text
-	TargetTokens []int  `msgpack:"target_tokens"` // or its tokens (BOS not added)
-	Placeholder  any    `msgpack:"placeholder"`   // text (default "?") or a token index (negative from the end)
-	TargetLayer  any    `msgpack:"target_layer"`  // "same" (default), "last", "all" or a block index
+	Name         string          `msgpack:"name"`
+	Kind         string          `msgpack:"kind"`          // "logitlens" or "patch"; empty = built-in name or patch
+	Target       string          `msgpack:"target"`        // target prompt text
+	TargetTokens []int           `msgpack:"target_tokens"` // or its tokens (BOS not added)
+	Placeholder  any             `msgpack:"placeholder"`   // text (default "?") or a token index (negative from the end)
+	TargetLayer  any             `msgpack:"target_layer"`  // "same" (default), "last", "all" or a block index
+	Maps         []AffineMapSpec `msgpack:"maps"`          // kind "affine": one map per source layer (affine.go)
 }
 
 // EvalRequest is the evaluate request. Positions, Seed and PrependBOS left out (nil) take the
@@ -60,6 +61,8 @@ func (s *Session) resolveMethod(sp MethodSpec, prependBOS bool) (patchscope.Meth
 		m.Kind, sp.Target = patchscope.KindPatch, patchscope.PatchscopePrompt
 	case sp.Kind == "" && name == "simplescope" && sp.Target == "" && sp.TargetTokens == nil:
 		m.Kind, sp.Target = patchscope.KindPatch, patchscope.SimplescopePrompt
+	case sp.Kind == patchscope.KindAffine || (sp.Kind == "" && sp.Maps != nil):
+		return s.resolveAffine(sp)
 	case sp.Kind == "" && sp.Target == "" && sp.TargetTokens == nil:
 		return m, nil, errs.Input("unknown method %q (built-in: logitlens, patchscope, simplescope; a custom method needs a target prompt)", name)
 	case sp.Kind == "":
@@ -70,7 +73,7 @@ func (s *Session) resolveMethod(sp MethodSpec, prependBOS bool) (patchscope.Meth
 		return m, info, nil
 	}
 	if m.Kind != patchscope.KindPatch {
-		return m, nil, errs.Input("method %q: unknown kind %q (want logitlens or patch)", name, sp.Kind)
+		return m, nil, errs.Input("method %q: unknown kind %q (want logitlens, patch or affine)", name, sp.Kind)
 	}
 	var prefixBOS []int
 	if prependBOS {
@@ -269,6 +272,7 @@ func (s *Session) evaluate(ctx context.Context, req []byte, progress func(int64,
 		return nil, errs.Input("no methods given")
 	}
 	var methods []patchscope.Method
+	defer func() { closeMethods(methods) }()
 	var infos []map[string]any
 	for _, sp := range r.Methods {
 		m, info, err := s.resolveMethod(sp, bos)
@@ -473,6 +477,7 @@ func (s *Session) inspect(ctx context.Context, req []byte, _ func(int64, int64))
 		}
 	}
 	var methods []patchscope.Method
+	defer func() { closeMethods(methods) }()
 	for _, sp := range r.Methods {
 		m, _, err := s.resolveMethod(sp, r.PrependBOS)
 		if err != nil {

@@ -72,6 +72,9 @@ func corpusEntries() []corpusEntry {
 		{"evaluate_paper_positions", "evaluate", map[string]any{
 			"tokens": [][]int{{10, 11, 12, 13}, {}, {20}, {30, 31, 32}}, "prepend_bos": false, "positions": "paper",
 			"seed": int64(-1) << 62, "methods": []map[string]any{{"name": "logitlens"}}, "layers": []int{1}}},
+		{"evaluate_affine", "evaluate", map[string]any{
+			"texts": []string{"a b c d"}, "prepend_bos": true, "positions": "last", "layers": []int{1},
+			"methods": []map[string]any{{"name": "affine", "kind": "affine", "maps": identityMaps(16, 1)}}}},
 		{"inspect", "inspect", map[string]any{"text": "The cat sat", "prepend_bos": true, "k": 3, "position": -1,
 			"methods": []map[string]any{{"name": "logitlens"}, {"name": "patchscope"}}, "layers": []int{1}}},
 		{"load_data", "load_data", map[string]any{"path": demoCorpus, "max_docs": 3}},

@@ -27,6 +27,7 @@ type item struct {
 type group struct {
 	start  int
 	prefix *gptj.Prefix
+	affine *Affine // affine methods: the source layer's map, applied to the rows first
 	items  []item
 }
 
@@ -270,10 +271,10 @@ func (c *chunk) joinRows() error {
 
 // groups lists the chunk's items grouped by (method, start block), in first-seen order. Items
 // that run no block (start = L) form one group whatever their method: the prefix does not
-// matter there.
+// matter there. An affine method's items are grouped by source layer (each layer its own map).
 func (c *chunk) groups() []*group {
 	req, L := c.e.req, c.e.L
-	type key struct{ mi, start int }
+	type key struct{ mi, start, layer int }
 	byKey := map[key]*group{}
 	var gs []*group
 	for d := c.lo; d < c.hi; d++ {
@@ -282,13 +283,21 @@ func (c *chunk) groups() []*group {
 				p := c.pos[d-c.lo][li][mi]
 				row, src := c.rowIdx[rowKey{l, d, p}], c.srcIdx[srcPoint{d, p}]
 				for ti, t := range meth.targetLayers(l, L) {
-					k := key{mi, t + 1}
-					if k.start == L {
+					k := key{mi, t + 1, -1}
+					if meth.Kind == KindAffine {
+						k.layer = l
+					} else if k.start == L {
 						k.mi = -1
 					}
 					g := byKey[k]
 					if g == nil {
-						g = &group{start: k.start, prefix: c.e.prefixOf(k.mi)}
+						g = &group{start: k.start}
+						if meth.Kind == KindAffine {
+							a := meth.Affine[l]
+							g.prefix, g.affine = emptyPrefix(), &a
+						} else {
+							g.prefix = c.e.prefixOf(k.mi)
+						}
 						byKey[k] = g
 						gs = append(gs, g)
 					}
@@ -313,6 +322,9 @@ func (c *chunk) patchBatch(ctx context.Context, g *group, its []item) error {
 		ys[i] = c.y[it.src]
 	}
 	h := c.tableRows(s, rowIdx) // (N, C)
+	if g.affine != nil {
+		h = applyAffine(s, h, g.affine) // h·W_ℓ + b_ℓ (N, C)
+	}
 	if err := s.Err(); err != nil {
 		return err
 	}

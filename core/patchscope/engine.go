@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/simplescope/simplescope/core/batch"
+	"github.com/simplescope/simplescope/core/errs"
 	"github.com/simplescope/simplescope/core/gptj"
 	"github.com/simplescope/simplescope/core/torch"
 )
@@ -37,6 +38,9 @@ func EvaluateOn(ctx context.Context, ms []*gptj.Model, req Request) (*Result, er
 	}
 	if err := req.validate(L, ms[0].Cfg.VocabSize, ms[0].Cfg.NPositions); err != nil {
 		return nil, err
+	}
+	if err := req.checkAffine(ms[0].Cfg.NEmbd); err != nil {
+		return nil, errs.AsInput(err)
 	}
 	kept, empty, short := req.partition()
 	sub := req.subset(kept)

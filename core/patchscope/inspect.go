@@ -39,6 +39,9 @@ func Inspect(ctx context.Context, m *gptj.Model, prompt []int, pos int, layers [
 	if err := req.validate(L, m.Cfg.VocabSize, m.Cfg.NPositions); err != nil {
 		return nil, err
 	}
+	if err := req.checkAffine(m.Cfg.NEmbd); err != nil {
+		return nil, errs.AsInput(err)
+	}
 	if k < 1 || k > m.Cfg.VocabSize {
 		return nil, errs.Input("k = %d out of range [1, %d]", k, m.Cfg.VocabSize)
 	}
@@ -75,7 +78,18 @@ func Inspect(ctx context.Context, m *gptj.Model, prompt []int, pos int, layers [
 				}
 				start = t + 1
 			}
-			logits, err := m.Continue(ctx, out.Resid[l], start, prefix)
+			h := out.Resid[l]
+			if meth.Kind == KindAffine {
+				a := meth.Affine[l]
+				if h, err = affineRows(out.Resid[l], &a); err != nil {
+					prefix.Close()
+					return nil, err
+				}
+			}
+			logits, err := m.Continue(ctx, h, start, prefix)
+			if h != out.Resid[l] {
+				h.Close()
+			}
 			if err != nil {
 				prefix.Close()
 				return nil, err

@@ -9,6 +9,7 @@ import (
 const (
 	KindLogitLens = "logitlens"
 	KindPatch     = "patch"
+	KindAffine    = "affine" // the paper's affine-mapping baseline (affine.go)
 )
 
 // Target-layer modes of a patch method.
@@ -35,6 +36,9 @@ type Method struct {
 	Placeholder int
 	TargetMode  string // TargetSame, TargetLast, TargetFixed or TargetAll
 	TargetLayer int    // for TargetFixed
+	// Affine methods only: per source layer, the map whose image of the hidden state is decoded
+	// by the final layer norm and the unembedding (affine.go).
+	Affine map[int]Affine
 }
 
 // IsGrid reports whether the method has a target-layer axis.
@@ -48,9 +52,11 @@ func (m Method) Validate(nLayer int) error {
 	switch m.Kind {
 	case KindLogitLens:
 		return nil
+	case KindAffine:
+		return m.validateAffine(nLayer)
 	case KindPatch:
 	default:
-		return fmt.Errorf("method %q: unknown kind %q (want %q or %q)", m.Name, m.Kind, KindLogitLens, KindPatch)
+		return fmt.Errorf("method %q: unknown kind %q (want %q, %q or %q)", m.Name, m.Kind, KindLogitLens, KindPatch, KindAffine)
 	}
 	if len(m.Target) == 0 {
 		return fmt.Errorf("method %q: empty target prompt", m.Name)
@@ -73,7 +79,7 @@ func (m Method) Validate(nLayer int) error {
 // targetLayers lists the blocks whose output is overwritten for source layer l.
 func (m Method) targetLayers(l, nLayer int) []int {
 	switch {
-	case m.Kind == KindLogitLens:
+	case m.Kind == KindLogitLens, m.Kind == KindAffine:
 		return []int{nLayer - 1}
 	case m.TargetMode == TargetSame:
 		return []int{l}

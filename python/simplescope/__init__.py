@@ -55,6 +55,9 @@ def __getattr__(name):
     if name == "tasks":  # ss.tasks without an explicit import (it loads pandas and the task data lazily)
         import importlib
         return importlib.import_module(".tasks", __name__)
+    if name == "AffineMaps":
+        from .affine import AffineMaps
+        return AffineMaps
     if name == "read_corpus":
         from .data_io import read_corpus
         return read_corpus
@@ -62,4 +65,4 @@ def __getattr__(name):
 
 
 __all__ = ["load", "from_hf", "backend_info", "read_corpus", "Results", "Model", "Source", "PatchOutput",
-           "GenerateOutput", "__version__"]
+           "GenerateOutput", "AffineMaps", "__version__"]

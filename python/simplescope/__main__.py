@@ -1,5 +1,6 @@
 """Command line: ``python -m simplescope eval ...``, ``python -m simplescope demo --out DIR`` and
-``python -m simplescope task ...`` (the Patchscopes tasks; simplescope/tasks/cli.py).
+``python -m simplescope task ...`` (the Patchscopes tasks; simplescope/tasks/cli.py) and
+``python -m simplescope compare RESULTS_DIR``.
 
 eval  evaluates a GPT-J model folder on a JSONL / JSONL.zst corpus (optionally through a preset,
       whose BOS / positions / seed settings apply unless overridden) and writes results.json,
@@ -7,6 +8,10 @@ eval  evaluates a GPT-J model folder on a JSONL / JSONL.zst corpus (optionally t
 demo  the same on an embedded default: a small random GPT-J (made locally with HF transformers
       on first use and cached under $SIMPLESCOPE_CACHE or ~/.cache/simplescope) and the bundled
       corpus data/demo.jsonl.zst with the ``seed`` preset.
+compare  prints a results folder's per-layer prec1 and surprisal next to the published GPT-J 6B
+      figures (shipped with the package) with the difference, and writes compare.png and
+      compare.csv (into --out, default the results folder); a model of another depth than 28 is
+      compared by relative depth and said so (--by layer refuses it).
 
 User errors (a missing model folder, a bad data file, an unknown preset, method or device) print
 one line and exit with status 2; Ctrl-C stops the run and exits with 130.
@@ -87,7 +92,7 @@ def parse_layers(text: str | None) -> list[int] | None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m simplescope",
                                 description="Patchscope-style decoding of GPT-J's residual stream, layer by layer.")
-    sub = p.add_subparsers(dest="command", metavar="{eval,demo,task}")
+    sub = p.add_subparsers(dest="command", metavar="{eval,demo,task,compare}")
     sub.required = True
 
     def common(sp, max_docs_default):
@@ -120,7 +125,40 @@ def build_parser() -> argparse.ArgumentParser:
     common(d, 100)
     from .tasks import cli as tasks_cli  # task: the paper's other experiments (simplescope.tasks)
     tasks_cli.add_parser(sub)
+
+    c = sub.add_parser("compare", help="a results folder next to the published GPT-J 6B figures")
+    c.add_argument("results", help="folder (or .json / .msgpack file) written by eval or demo")
+    c.add_argument("--by", choices=("layer", "depth"), default=None,
+                   help="layer (needs a 28-layer model) or depth (equal relative depth); default: whichever applies")
+    c.add_argument("--methods", default=None, help="comma-separated subset of logitlens, patchscope, simplescope")
+    c.add_argument("--out", default=None, help="where compare.png and compare.csv go (default: the results folder)")
     return p
+
+
+def run_compare(results: str, by=None, methods=None, out=None, stdout=None):
+    """Loads the results, prints the comparison table and writes compare.png and compare.csv."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import published
+    from .results import Results
+
+    if not os.path.exists(results):
+        raise UserError(f"results {results} does not exist")
+    res = Results.load(results)
+    out = out or (results if os.path.isdir(results) else os.path.dirname(os.path.abspath(results)))
+    os.makedirs(out, exist_ok=True)
+    names = _csv(methods) if methods else None
+    df = published.compare(res, methods=names, by=by)
+    stdout = stdout or sys.stdout
+    print(published.format_table(df), file=stdout)
+    png, csv = os.path.join(out, "compare.png"), os.path.join(out, "compare.csv")
+    plt.close(published.plot(df, path=png))
+    df.to_csv(csv, index=False)
+    print(f"wrote {png}, {csv}", file=stdout)
+    return df
 
 
 # ------------------------------------------------------------------------------ demo model
@@ -287,6 +325,9 @@ def main(argv=None) -> int:
         if args.command == "task":
             from .tasks import cli as tasks_cli
             return tasks_cli.run(args)
+        if args.command == "compare":
+            run_compare(args.results, by=args.by, methods=args.methods, out=args.out)
+            return 0
         methods = parse_methods(args.methods)
         layers = parse_layers(args.layers)
         common = dict(methods=methods, layers=layers, device=args.device, dtype=args.dtype,

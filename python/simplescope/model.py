@@ -10,7 +10,7 @@ import numpy as np
 
 import torch
 
-from . import _native, _tensors, patching
+from . import _native, _tensors, affine, patching
 from .methods import DEFAULT_METHODS, method_specs
 from .results import Results
 
@@ -222,7 +222,8 @@ class Model:
           empty text is the BOS token alone and is evaluated.
         methods: built-in names ("logitlens", "patchscope", "simplescope") and/or dicts
           {"name", "target": text, "placeholder": text (default "?") or token index,
-           "target_layer": "same" | "last" | "all" | int}.
+           "target_layer": "same" | "last" | "all" | int}, or the affine baseline
+          {"name", "maps": ss.AffineMaps or its saved folder} (see fit_affine).
         positions (len counts BOS when present):
           "random"   randint(0, len-1) per prompt, layer and method, keyed by (seed, method name,
                      layer, the prompt's tokens): independent of which other prompts, methods or
@@ -250,11 +251,26 @@ class Model:
         name, dtype, the TF32 flags in effect, seed, positions, preset, ``corpus_sha256`` (of the
         prompts' token ids as evaluated) and the batch sizes used (``meta["stats"]``).
         """
+        methods, affine_meta = affine.resolve_methods(methods, self.config, layers)
         req = _evaluate_request(prompts, methods, positions, seed, prepend_bos, layers, truncate,
                                 batch_tokens, patch_rows, chunk_prompts, preset, tf32)
         req["deterministic"] = bool(deterministic)
         out = self._run("evaluate", req, progress)
-        return _results_from(out, self)
+        res = _results_from(out, self)
+        for name, prov in affine_meta.items():
+            res.meta["methods"][name]["affine"] = prov
+        return res
+
+    def fit_affine(self, texts, layers=None, n_docs: int | None = None, seed: int = 0,
+                   prepend_bos: bool = True, batch_docs: int = 32, progress: bool = True) -> "affine.AffineMaps":
+        """The Patchscopes paper's affine-mapping baseline (§4.1): per layer ℓ (default all), the
+        least-squares map h_ℓ·W_ℓ + b_ℓ ≈ h_{L-1} (the last block's output, before ln_f) over one
+        random position (numpy default_rng(seed)) of each of the first n_docs documents (default
+        all; n_docs must exceed n_embd). Streams the documents through hidden_states in batches of
+        batch_docs. Returns ss.AffineMaps (fit residual per layer: .mse, .r2, .table(); .save /
+        AffineMaps.load); evaluate scores it with methods=[{"name": "affine", "maps": maps}]."""
+        return affine.fit_affine(self, texts, layers=layers, n_docs=n_docs, seed=seed,
+                                 prepend_bos=prepend_bos, batch_docs=batch_docs, progress=progress)
 
     def _run(self, method: str, req: dict, progress: bool) -> dict:
         """A long native call (cancellable with Ctrl-C), with a progress bar when asked."""
@@ -272,6 +288,7 @@ class Model:
         columns layer, method, rank, token_id, token, prob (plus the model's own prediction as
         method "source" at layer = n_layer)."""
         import pandas as pd
+        methods, _ = affine.resolve_methods(methods, self.config, layers)
         out = self._call("inspect", _inspect_request(prompt, k, methods, position, prepend_bos, layers))
         names = self._token_names(_inspect_ids(out))
         df = pd.DataFrame(_inspect_rows(out, names, self.n_layers),

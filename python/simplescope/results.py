@@ -255,6 +255,16 @@ class Results:
         return plots.plot(self, metric=metric, ax=ax, path=path, method=method, title=title)
 
     # ---------------------------------------------------------------- comparison
+    def compare_published(self, methods=None, by: str | None = None, path=None, plot: bool = True, file=None):
+        """Prints, layer by layer, these results next to the published GPT-J 6B figures (shipped
+        with the package; simplescope's "simplescope" is their "logitscope") with the difference,
+        draws both (saved to ``path`` if given) and returns the table as a DataFrame (see
+        :mod:`simplescope.published`).  ``by``: "layer" (a 28-layer model), "depth" (equal
+        relative depth, for another depth: not a direct comparison, said above the table) or
+        None (whichever applies)."""
+        from . import published
+        return published.compare_and_report(self, methods=methods, by=by, path=path, file=file, show_plot=plot)
+
     def allclose(self, other: "Results", rtol: float = 1e-7, atol: float = 0.0, check_meta: bool = True) -> bool:
         """Same methods, layers, target layers, fields, dtypes, shapes and values (NaN == NaN)."""
         if (self.methods, self.layers, self.target_layers) != (other.methods, other.layers, other.target_layers):

@@ -9,9 +9,12 @@ format) and OUTDIR/ref/model.safetensors with, for each prompt i (random ids, le
   embed.{i}    float32 (T, C)              output of transformer.wte (hook_embed)
   resid.{i}.{l} float32 (T, C)             output of transformer.h[l] (hook_resid_post), via hooks
   bf16.logits.{i} float32 (T, V)           the same model cast to bfloat16 (logits upcast)
+  f16.logits.{i}  float32 (T, V)           the same model cast to float16 on the CPU (logits upcast)
+  f16.resid.{i}.{l} float32 (T, C)         its block outputs (hook_resid_post), upcast
 Weights are re-drawn with a larger scale than HF's init (std 0.02 makes every block nearly the
 identity), so that the comparison exercises attention, rotary and the MLP.
 """
+import copy
 import json
 import os
 import sys
@@ -65,6 +68,17 @@ def make(out, n_embd, n_layer, n_head, rot, vocab, fmt, seed):
                 ref[f"resid.{i}.{l}"] = captured[l][0].float().contiguous()
         for h in hooks:
             h.remove()
+        mh = copy.deepcopy(model).to(torch.float16)  # before the in-place bfloat16 cast below
+        got16 = {}
+        hooks = [blk.register_forward_hook(lambda m, i, o, l=l: got16.__setitem__(l, o[0] if isinstance(o, tuple) else o))
+                 for l, blk in enumerate(mh.transformer.h)]
+        for i, ids in enumerate(prompts):
+            ref[f"f16.logits.{i}"] = mh(ids[None]).logits[0].float().contiguous()
+            for l in range(n_layer):
+                ref[f"f16.resid.{i}.{l}"] = got16[l][0].float().contiguous()
+        for h in hooks:
+            h.remove()
+        del mh
         mb = model.to(torch.bfloat16)
         for i, ids in enumerate(prompts):
             ref[f"bf16.logits.{i}"] = mb(ids[None]).logits[0].float().contiguous()
