@@ -41,12 +41,6 @@ func (s *Session) resolveAffine(sp MethodSpec) (patchscope.Method, map[string]an
 		if _, dup := m.Affine[ms.Layer]; dup {
 			return m, nil, errs.Input("method %q: maps[%d]: layer %d has two maps", sp.Name, i, ms.Layer)
 		}
-		if ws := ms.W.Shape; len(ws) != 2 || ws[0] != C || ws[1] != C {
-			return m, nil, errs.Input("method %q: maps[%d] (layer %d): W has shape %s, want [%d, %d] (the model's n_embd = %d)", sp.Name, i, ms.Layer, torch.ShapeString(ws), C, C, C)
-		}
-		if bs := ms.B.Shape; len(bs) != 1 || bs[0] != C {
-			return m, nil, errs.Input("method %q: maps[%d] (layer %d): b has shape %s, want [%d] (the model's n_embd = %d)", sp.Name, i, ms.Layer, torch.ShapeString(bs), C, C)
-		}
 		W, err := s.tensorArg(ms.W, "maps W", torch.Float32)
 		if err != nil {
 			return m, nil, errs.Input("method %q: maps[%d] (layer %d): %v", sp.Name, i, ms.Layer, err)
@@ -56,7 +50,13 @@ func (s *Session) resolveAffine(sp MethodSpec) (patchscope.Method, map[string]an
 			W.Close()
 			return m, nil, errs.Input("method %q: maps[%d] (layer %d): %v", sp.Name, i, ms.Layer, err)
 		}
-		m.Affine[ms.Layer] = patchscope.Affine{W: W, B: b}
+		m.Affine[ms.Layer] = patchscope.Affine{W: W, B: b} // closed with m on a refusal below
+		if ws := W.Shape(); len(ws) != 2 || ws[0] != C || ws[1] != C {
+			return m, nil, errs.Input("method %q: maps[%d] (layer %d): W has shape %s, want [%d, %d] (the model's n_embd = %d)", sp.Name, i, ms.Layer, torch.ShapeString(ws), C, C, C)
+		}
+		if bs := b.Shape(); len(bs) != 1 || bs[0] != C {
+			return m, nil, errs.Input("method %q: maps[%d] (layer %d): b has shape %s, want [%d] (the model's n_embd = %d)", sp.Name, i, ms.Layer, torch.ShapeString(bs), C, C)
+		}
 		layers = append(layers, ms.Layer)
 	}
 	ok = true
