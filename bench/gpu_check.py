@@ -262,7 +262,7 @@ def paper_baseline(rep, hf, res, docs, targets, pos, L, sec_ss, device, dtype, t
     eager(hf)
     batch = 256 if device.startswith("cuda") else 16
     side_by_side.run_paper(hf, docs[:1], targets, pos, L, batch=batch)  # warm-up
-    r, n, s = side_by_side.run_paper(hf, docs, targets, pos, L, batch=batch)
+    r, n, s, _cpu = side_by_side.run_paper(hf, docs, targets, pos, L, batch=batch)
     ips_paper = n / s
     ips_ss = len(res.per_example(METHODS[0])["prec1"]) * L * len(METHODS) / sec_ss
     rep.line(f"paper's batched HF hooks: {n} items ({len(docs)} documents) in {s:.2f} s ({ips_paper:.1f} items/s); "
