@@ -159,6 +159,21 @@ func (m *Model) blockForward(s *torch.Scope, l int, x, sin, cos, pastK, pastV, m
 	rot := int64(cfg.RotaryDim)
 	q = s.Transpose(s.RotaryGPTJ(q, sin, cos, rot), 1, 2) // (B, H, T, D)
 	k = s.Transpose(s.RotaryGPTJ(k, sin, cos, rot), 1, 2)
+	a := m.attend(s, q, k, v, pastK, pastV, mask)                      // (B, H, T, D)
+	a = s.Linear(s.Reshape(s.Transpose(a, 1, 2), B, T, H*D), b.o, nil) // (B, T, C)
+	f := s.Linear(s.GeluTanh(s.Linear(h, b.fcInW, b.fcInB)), b.fcOutW, b.fcOutB)
+	out = s.Add(s.Add(a, f), x) // (B, T, C)
+	return out, k, v
+}
+
+// attend is block attention: q (B, H, T, D) attends to pastK/pastV (Bp, H|Hkv, P, D) with Bp = 1
+// (a shared prefix, broadcast) or B, or nil, followed by k, v (B, H|Hkv, T, D); mask
+// (B|1, 1, T, P+T) bool or nil (all allowed). It returns (B, H, T, D).
+func (m *Model) attend(s *torch.Scope, q, k, v, pastK, pastV, mask *torch.Tensor) *torch.Tensor {
+	var B int64
+	if sh := q.Shape(); sh != nil {
+		B = sh[0]
+	}
 	kAll, vAll := k, v
 	if pastK != nil {
 		pk, pv := pastK, pastV
@@ -169,9 +184,6 @@ func (m *Model) blockForward(s *torch.Scope, l int, x, sin, cos, pastK, pastV, m
 		kAll = s.Cat([]*torch.Tensor{pk, k}, 2) // (B, H, P+T, D)
 		vAll = s.Cat([]*torch.Tensor{pv, v}, 2)
 	}
-	a := s.Attention(q, kAll, vAll, mask)                              // (B, H, T, D)
-	a = s.Linear(s.Reshape(s.Transpose(a, 1, 2), B, T, H*D), b.o, nil) // (B, T, C)
-	f := s.Linear(s.GeluTanh(s.Linear(h, b.fcInW, b.fcInB)), b.fcOutW, b.fcOutB)
-	out = s.Add(s.Add(a, f), x) // (B, T, C)
-	return out, k, v
+	a := s.Attention(q, kAll, vAll, mask) // (B, H, T, D)
+	return a
 }
