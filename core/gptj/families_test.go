@@ -1,0 +1,201 @@
+package gptj
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/simplescope/simplescope/core/torch"
+	"github.com/simplescope/simplescope/core/weights"
+	"github.com/simplescope/simplescope/internal/testutil"
+)
+
+// familyCases are the models testdata/hf_families.py makes (its CASES), by name.
+var familyCases = []string{"neox", "neox-seq", "gpt2", "gpt2-scaled", "llama3", "llama-bias", "mistral", "qwen2", "qwen3"}
+
+var (
+	famOnce sync.Once
+	famDir  string
+	famErr  error
+)
+
+// makeFamily returns the tiny random model of case name with HF's outputs (one Python run makes
+// them all).
+func makeFamily(t *testing.T, name string) *refModel {
+	t.Helper()
+	famOnce.Do(func() {
+		famDir, famErr = os.MkdirTemp("", "families-ref-")
+		if famErr != nil {
+			return
+		}
+		script := filepath.Join(testutil.RepoRoot(), "core", "gptj", "testdata", "hf_families.py")
+		testutil.RunPython(t, script, famDir)
+	})
+	if famErr != nil {
+		t.Fatal(famErr)
+	}
+	dir := filepath.Join(famDir, name)
+	ref, err := weights.Open(filepath.Join(dir, "ref"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ref.Close() })
+	n := 0
+	for _, k := range ref.Keys() {
+		if strings.HasPrefix(k, "resid.0.") {
+			n++
+		}
+	}
+	return &refModel{dir: filepath.Join(dir, "model"), ref: ref, nLayer: n}
+}
+
+// worstDiff is the largest |got − want|.
+func worstDiff(got, want []float32) float64 {
+	w := 0.0
+	for i := range got {
+		d := math.Abs(float64(got[i]) - float64(want[i]))
+		if d > w || math.IsNaN(d) {
+			w = d
+		}
+	}
+	return w
+}
+
+// Every family's logits, hook_embed and every block's output equal HF's (float32, ≤ 1e-4), with
+// the prompts batched under right and left padding.
+func TestFamiliesMatchHF(t *testing.T) {
+	for _, name := range familyCases {
+		t.Run(name, func(t *testing.T) {
+			r := makeFamily(t, name)
+			m, err := Load(r.dir, torch.Float32, torch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if m.Cfg.NLayer != r.nLayer {
+				t.Fatalf("%d layers, reference has %d", m.Cfg.NLayer, r.nLayer)
+			}
+			seqs := [][]int{r.ids(t, 0), r.ids(t, 1), r.ids(t, 2)}
+			C, V := m.Cfg.NEmbd, m.Cfg.VocabSize
+			worstLogit, worstResid := 0.0, 0.0
+			for _, left := range []bool{false, true} {
+				out, err := m.Forward(context.Background(), seqs, Request{Full: true, LeftPad: left})
+				if err != nil {
+					t.Fatal(err)
+				}
+				T := out.T
+				logits := readAll(t, out.Logits)
+				for b, q := range seqs {
+					pad := fmt.Sprintf("leftpad=%v seq %d", left, b)
+					want, _ := r.f32(t, fmt.Sprintf("logits.%d", b))
+					got := rowsOf(logits, b, T, V, out.Offset[b], len(q))
+					compare(t, pad+" logits", got, want, 1e-4)
+					worstLogit = math.Max(worstLogit, worstDiff(got, want))
+					for l := -1; l < m.Cfg.NLayer; l++ {
+						key, site := fmt.Sprintf("resid.%d.%d", b, l), fmt.Sprintf("blocks.%d.hook_resid_post", l)
+						if l < 0 {
+							key, site = fmt.Sprintf("embed.%d", b), "hook_embed"
+						}
+						want, _ := r.f32(t, key)
+						got := rowsOf(readAll(t, out.Resid[l]), b, T, C, out.Offset[b], len(q))
+						compare(t, pad+" "+site, got, want, 1e-4)
+						worstResid = math.Max(worstResid, worstDiff(got, want))
+					}
+				}
+				out.Close()
+			}
+			t.Logf("%s (%s): max |ours − HF| logits %.2g, residuals %.2g", name, m.Cfg.ModelType, worstLogit, worstResid)
+		})
+	}
+}
+
+// The cached-prefix passes (ComputePrefix + Continue, the engine's continuations) equal the full
+// forward for every family: grouped K/V heads in the cache, sliding windows over a cached prefix
+// (PastPos), learned positions.
+func TestFamiliesPrefixContinuation(t *testing.T) {
+	for _, name := range familyCases {
+		t.Run(name, func(t *testing.T) {
+			r := makeFamily(t, name)
+			m, err := Load(r.dir, torch.Float32, torch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			seq := r.ids(t, 2) // 13 tokens: longer than the test windows
+			T, V := len(seq), m.Cfg.VocabSize
+			full, err := m.Forward(context.Background(), [][]int{seq}, Request{Full: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer full.Close()
+			want := readAll(t, full.Logits)[(T-1)*V:]
+			prefix, err := m.ComputePrefix(context.Background(), seq[:T-1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer prefix.Close()
+			if sh := prefix.K[0].Shape(); sh[1] != int64(m.Cfg.KVHeads()) {
+				t.Fatalf("cached keys %v: want %d key/value heads", sh, m.Cfg.KVHeads())
+			}
+			for _, start := range []int{0, m.Cfg.NLayer / 2, m.Cfg.NLayer} {
+				s := torch.NewScope()
+				h := s.Narrow(s.Reshape(full.Resid[start-1], int64(T), -1), 0, int64(T-1), 1)
+				h = s.Cat([]*torch.Tensor{h, h}, 0)
+				if s.Err() != nil {
+					t.Fatal(s.Err())
+				}
+				lg, err := m.Continue(context.Background(), h, start, prefix)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := readAll(t, lg)
+				lg.Close()
+				s.Close()
+				compare(t, fmt.Sprintf("continue from block %d row 0", start), got[:V], want, 1e-4)
+				compare(t, fmt.Sprintf("continue from block %d row 1", start), got[V:], want, 1e-4)
+			}
+		})
+	}
+}
+
+// The config each family's checkpoint is read into (the choices blockForward makes).
+func TestFamiliesConfig(t *testing.T) {
+	want := map[string]string{
+		"neox":        "gpt_neox LayerNorm halves fused-per-head plain parallel2 rot=4 kv=4 d=16 tied=false windows=[0 0 0]",
+		"neox-seq":    "gpt_neox LayerNorm halves fused-per-head plain sequential rot=8 kv=4 d=16 tied=true windows=[0 0 0]",
+		"gpt2":        "gpt2 LayerNorm none fused plain sequential rot=0 kv=4 d=16 tied=true windows=[0 0 0]",
+		"gpt2-scaled": "gpt2 LayerNorm none fused plain sequential rot=0 kv=4 d=16 tied=false windows=[0 0 0]",
+		"llama3":      "llama RMSNorm halves separate gated sequential rot=16 kv=2 d=16 tied=true windows=[0 0 0]",
+		"llama-bias":  "llama RMSNorm halves separate gated sequential rot=16 kv=1 d=16 tied=false windows=[0 0 0]",
+		"mistral":     "mistral RMSNorm halves separate gated sequential rot=16 kv=2 d=16 tied=false windows=[4 4 4]",
+		"qwen2":       "qwen2 RMSNorm halves separate gated sequential rot=16 kv=2 d=16 tied=true windows=[0 3 3]",
+		"qwen3":       "qwen3 RMSNorm halves separate gated sequential rot=24 kv=2 d=24 tied=false windows=[0 0 0]",
+	}
+	names := map[any]string{LayerNorm: "LayerNorm", RMSNorm: "RMSNorm", RotaryPairs: "pairs", RotaryHalves: "halves",
+		RotaryNone: "none", QKVSeparate: "separate", QKVFused: "fused", QKVFusedPerHead: "fused-per-head",
+		MLPPlain: "plain", MLPGated: "gated", ParallelOneNorm: "parallel1", ParallelTwoNorm: "parallel2", Sequential: "sequential"}
+	keys := make([]string, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, name := range keys {
+		r := makeFamily(t, name)
+		c, err := ConfigFromFile(r.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := c.Family
+		got := fmt.Sprintf("%s %s %s %s %s %s rot=%d kv=%d d=%d tied=%v windows=%v", c.ModelType, names[f.Norm], names[f.Rotary],
+			names[f.QKV], names[f.MLP], names[f.Residual], c.RotaryDim, c.KVHeads(), c.HeadDim(), c.Tied, c.Windows)
+		if got != want[name] {
+			t.Errorf("%s:\n got  %s\n want %s", name, got, want[name])
+		}
+	}
+}
