@@ -102,7 +102,10 @@ func ParseDecoder(b []byte) (Decoder, error) {
 	switch mt {
 	case "gptj":
 		var g GPTJConfig
-		if g, err = parseGPTJ(raw); err == nil {
+		if g, err = parseGPTJ(raw); err == nil && g.NLayer > maxLayers {
+			err = fmt.Errorf("field n_layer = %d is implausibly large (at most %d supported)", g.NLayer, maxLayers)
+		}
+		if err == nil {
 			c = fromGPTJ(g)
 		}
 	case "gpt2":
@@ -191,6 +194,18 @@ func fromGPTJ(g GPTJConfig) Decoder {
 	}
 }
 
+// maxLayers bounds the layer count before per-layer slices are made from it.
+const maxLayers = 1 << 16
+
+// layers returns n when it is a plausible layer count, 0 otherwise (recording the error).
+func (f *fields) layers(key string, n int) int {
+	if n > maxLayers {
+		f.fail("field %s = %d is implausibly large (at most %d supported)", key, n, maxLayers)
+		return 0
+	}
+	return max(n, 0)
+}
+
 // required reads the shape-defining integer fields, which must be present: transformers would
 // default a missing one to the size of some large model, which is never what a checkpoint means.
 func (f *fields) required(keys ...string) []int {
@@ -205,7 +220,7 @@ func (f *fields) required(keys ...string) []int {
 // as Conv1D, sequential residual, biases everywhere, tied embeddings by default.
 func parseGPT2(f *fields) (Decoder, error) {
 	r := f.required("n_embd", "n_layer", "n_head", "vocab_size")
-	c := Decoder{Hidden: r[0], Layers: r[1], Heads: r[2], KVHeads: r[2], Vocab: r[3]}
+	c := Decoder{Hidden: r[0], Layers: f.layers("n_layer", r[1]), Heads: r[2], KVHeads: r[2], Vocab: r[3]}
 	c.Positions = f.integer("n_positions", 1024, false)
 	c.Inner = f.integer("n_inner", 4*c.Hidden, false)
 	c.NormEps = f.number("layer_norm_epsilon", 1e-5)
@@ -229,9 +244,9 @@ func parseGPT2(f *fields) (Decoder, error) {
 	if c.Heads > 0 {
 		c.HeadDim = c.Hidden / c.Heads
 	}
-	c.Windows = make([]int, max(c.Layers, 0))
+	c.Windows = make([]int, c.Layers)
 	if !scale || byLayer {
-		c.AttnScale = make([]float64, max(c.Layers, 0))
+		c.AttnScale = make([]float64, c.Layers)
 		for l := range c.AttnScale {
 			s := 1.0
 			if !scale {
@@ -250,7 +265,7 @@ func parseGPT2(f *fields) (Decoder, error) {
 // parallel residual with two layer norms (or sequential), untied unembedding by default.
 func parseNeoX(f *fields) (Decoder, error) {
 	r := f.required("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "intermediate_size")
-	c := Decoder{Hidden: r[0], Layers: r[1], Heads: r[2], KVHeads: r[2], Vocab: r[3], Inner: r[4]}
+	c := Decoder{Hidden: r[0], Layers: f.layers("num_hidden_layers", r[1]), Heads: r[2], KVHeads: r[2], Vocab: r[3], Inner: r[4]}
 	c.Positions = f.integer("max_position_embeddings", 2048, false)
 	c.NormEps = f.number("layer_norm_eps", 1e-5)
 	c.Activation = f.str("hidden_act", "gelu")
@@ -279,7 +294,7 @@ func parseNeoX(f *fields) (Decoder, error) {
 	}
 	c.RotaryDim = int(float64(c.HeadDim) * pct) // transformers: int(head_size * rotary_pct)
 	c.RopeTheta, c.Rope = rope.theta, rope.scaling
-	c.Windows = make([]int, max(c.Layers, 0))
+	c.Windows = make([]int, c.Layers)
 	return c, nil
 }
 
@@ -289,7 +304,7 @@ func parseNeoX(f *fields) (Decoder, error) {
 // optional windows on the upper layers, Qwen3 per-head q/k norms.
 func parseLlamaLike(f *fields, mt string) (Decoder, error) {
 	r := f.required("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "intermediate_size")
-	c := Decoder{Hidden: r[0], Layers: r[1], Heads: r[2], Vocab: r[3], Inner: r[4]}
+	c := Decoder{Hidden: r[0], Layers: f.layers("num_hidden_layers", r[1]), Heads: r[2], Vocab: r[3], Inner: r[4]}
 	defKV := c.Heads
 	if mt == "mistral" {
 		defKV = 8 // MistralConfig's default when the field is absent (null: the head count)
@@ -334,7 +349,7 @@ func parseLlamaLike(f *fields, mt string) (Decoder, error) {
 		partial = &p
 	}
 	rope := f.rope(f.number("rope_theta", 10000), partial)
-	c.Windows = make([]int, max(c.Layers, 0))
+	c.Windows = make([]int, c.Layers)
 	switch mt {
 	case "mistral":
 		// every layer (MistralConfig ignores layer_types); null switches it off

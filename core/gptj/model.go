@@ -86,6 +86,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: activation %q is not supported (want %s)", c.Activation, strings.Join(sortedKeys(activations), ", "))
 	case !(c.LayerNormEps > 0):
 		return fmt.Errorf("config: norm epsilon %g must be positive", c.LayerNormEps)
+	case c.Family.QKV == QKVFusedPerHead && c.KVHeads() != c.NHead:
+		return fmt.Errorf("config: a fused per-head QKV projection needs as many key/value heads as heads (%d, %d)", c.KVHeads(), c.NHead)
 	case c.AttnScale != nil && len(c.AttnScale) != c.NLayer:
 		return fmt.Errorf("config: %d attention scales for %d layers", len(c.AttnScale), c.NLayer)
 	}
