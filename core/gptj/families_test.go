@@ -2,6 +2,8 @@ package gptj
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -197,5 +199,100 @@ func TestFamiliesConfig(t *testing.T) {
 		if got != want[name] {
 			t.Errorf("%s:\n got  %s\n want %s", name, got, want[name])
 		}
+	}
+}
+
+// writeSafetensors writes tensors (name -> info and bytes) as a safetensors file.
+func writeSafetensors(t *testing.T, path string, infos map[string]weights.Info, data map[string][]byte) {
+	t.Helper()
+	names := make([]string, 0, len(infos))
+	for n := range infos {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	header := map[string]any{}
+	var body []byte
+	for _, n := range names {
+		header[n] = map[string]any{"dtype": strings.ToUpper(infos[n].DType.String()), "shape": infos[n].Shape,
+			"data_offsets": []int{len(body), len(body) + len(data[n])}}
+		body = append(body, data[n]...)
+	}
+	h, err := json.Marshal(header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(len(h)))
+	if err := os.WriteFile(path, append(append(n[:], h...), body...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A checkpoint that lacks a weight, or whose shapes disagree with its config, fails to load
+// with the key named, and leaves nothing allocated.
+func TestFamiliesLoadErrors(t *testing.T) {
+	cases := []struct {
+		family, drop, configFrom, configTo, want string
+	}{
+		{"llama3", "model.layers.1.self_attn.k_proj.weight", "", "", `no tensor "model.layers.1.self_attn.k_proj.weight"`},
+		{"llama3", "", `"num_key_value_heads": 2`, `"num_key_value_heads": 4`, "load model.layers.0.self_attn.k_proj.weight from"},
+		{"neox", "gpt_neox.layers.2.attention.query_key_value.bias", "", "", `no tensor "gpt_neox.layers.2.attention.query_key_value.bias"`},
+		{"neox", "embed_out.weight", "", "", "the unembedding embed_out.weight / lm_head.weight is missing"},
+		{"gpt2", "h.0.mlp.c_fc.weight", "", "", `no tensor "h.0.mlp.c_fc.weight"`},
+		{"gpt2", "", `"n_inner": null`, `"n_inner": 100`, "load h.0.mlp.c_fc.weight from"},
+		{"qwen3", "model.layers.0.self_attn.q_norm.weight", "", "", `no tensor "model.layers.0.self_attn.q_norm.weight"`},
+		{"qwen3", "", `"head_dim": 24`, `"head_dim": 16`, "shape [96 64], want [64 64] (from config.json)"},
+		{"qwen2", "model.layers.0.self_attn.v_proj.bias", "", "", `no tensor "model.layers.0.self_attn.v_proj.bias"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.family+" "+tc.drop+tc.configTo, func(t *testing.T) {
+			r := makeFamily(t, tc.family)
+			dir := t.TempDir()
+			copyDir(t, r.dir, dir)
+			if tc.drop != "" {
+				st, err := weights.Open(r.dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				infos, data := map[string]weights.Info{}, map[string][]byte{}
+				found := false
+				for _, k := range st.Keys() {
+					if k == tc.drop {
+						found = true
+						continue
+					}
+					b, info, err := st.Bytes(k)
+					if err != nil {
+						t.Fatal(err)
+					}
+					infos[k], data[k] = info, append([]byte(nil), b...)
+				}
+				st.Close()
+				if !found {
+					t.Fatalf("the checkpoint has no %s", tc.drop)
+				}
+				writeSafetensors(t, filepath.Join(dir, "model.safetensors"), infos, data)
+			}
+			if tc.configTo != "" {
+				p := filepath.Join(dir, "config.json")
+				b, _ := os.ReadFile(p)
+				if !strings.Contains(string(b), tc.configFrom) {
+					t.Fatalf("config.json has no %s:\n%s", tc.configFrom, b)
+				}
+				os.WriteFile(p, []byte(strings.Replace(string(b), tc.configFrom, tc.configTo, 1)), 0o644)
+			}
+			live := torch.LiveTensors()
+			m, err := Load(dir, torch.Float32, torch.CPU)
+			if err == nil {
+				m.Close()
+				t.Fatal("Load succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not mention %q", err, tc.want)
+			}
+			if n := torch.LiveTensors(); n != live {
+				t.Fatalf("%d tensors alive after the failed load, %d before", n, live)
+			}
+		})
 	}
 }
