@@ -219,7 +219,8 @@ func decode(req []byte, v any) (err error) {
 func (s *Session) config(context.Context, []byte, func(int64, int64)) (any, error) {
 	c := s.Model.Cfg
 	out := map[string]any{
-		"model_type": "gptj", "n_embd": c.NEmbd, "n_layer": c.NLayer, "n_head": c.NHead,
+		"model_type": c.ModelType, "n_embd": c.NEmbd, "n_layer": c.NLayer, "n_head": c.NHead,
+		"n_key_value_heads": c.KVHeads(), "sliding_window": windows(c),
 		"rotary_dim": c.RotaryDim, "vocab_size": c.VocabSize, "n_positions": c.NPositions,
 		"n_inner": c.NInner, "layer_norm_epsilon": c.LayerNormEps, "activation_function": c.Activation,
 		"bos_token_id": c.BOS, "eos_token_id": c.EOS, "d_head": c.HeadDim(),
@@ -227,6 +228,18 @@ func (s *Session) config(context.Context, []byte, func(int64, int64)) (any, erro
 		"has_tokenizer": s.Tok != nil,
 	}
 	return out, nil
+}
+
+// windows is the per-block sliding window (0: full attention), or nil when no block has one.
+func windows(c gptj.Config) []int {
+	if !c.Windowed() {
+		return nil
+	}
+	w := make([]int, c.NLayer)
+	for l := range w {
+		w[l] = c.Window(l)
+	}
+	return w
 }
 
 func (s *Session) bos() int {
