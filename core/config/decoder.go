@@ -64,7 +64,7 @@ type RopeScaling struct {
 }
 
 // Supported lists the model_type values ReadDecoder understands.
-var Supported = []string{"gpt2", "gpt_neox", "gptj", "llama", "mistral", "qwen2", "qwen3"}
+var Supported = []string{"gemma", "gpt2", "gpt_neox", "gptj", "llama", "mistral", "qwen2", "qwen3"}
 
 // ReadDecoder reads dir/config.json (dir may also be the file itself) of any supported family.
 func ReadDecoder(dir string) (Decoder, error) {
@@ -112,7 +112,7 @@ func ParseDecoder(b []byte) (Decoder, error) {
 		c, err = parseGPT2(f)
 	case "gpt_neox":
 		c, err = parseNeoX(f)
-	case "llama", "mistral", "qwen2", "qwen3":
+	case "llama", "mistral", "qwen2", "qwen3", "gemma":
 		c, err = parseLlamaLike(f, mt)
 	case "":
 		return Decoder{}, fmt.Errorf("model_type is missing (supported: %s)", strings.Join(Supported, ", "))
@@ -298,37 +298,47 @@ func parseNeoX(f *fields) (Decoder, error) {
 	return c, nil
 }
 
-// Llama 2/3, Mistral, Qwen2, Qwen3 (transformers' LlamaConfig, MistralConfig, Qwen2Config,
-// Qwen3Config): RMSNorm, SwiGLU, grouped-query attention, rotate_half rotary over the whole head,
-// sequential residual; Mistral adds a sliding window on every layer, Qwen2 QKV biases and
-// optional windows on the upper layers, Qwen3 per-head q/k norms.
+// Llama 2/3, Mistral, Qwen2, Qwen3, Gemma (transformers' LlamaConfig, MistralConfig, Qwen2Config,
+// Qwen3Config, GemmaConfig): RMSNorm, SwiGLU, grouped-query attention, rotate_half rotary over the
+// whole head, sequential residual; Mistral adds a sliding window on every layer, Qwen2 QKV biases
+// and optional windows on the upper layers, Qwen3 per-head q/k norms, Gemma GeGLU with its own
+// defaults (the norm and embedding scale are the family's, in gptj).
 func parseLlamaLike(f *fields, mt string) (Decoder, error) {
 	r := f.required("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "intermediate_size")
 	c := Decoder{Hidden: r[0], Layers: f.layers("num_hidden_layers", r[1]), Heads: r[2], Vocab: r[3], Inner: r[4]}
 	defKV := c.Heads
-	if mt == "mistral" {
+	switch mt {
+	case "mistral":
 		defKV = 8 // MistralConfig's default when the field is absent (null: the head count)
+	case "gemma":
+		defKV = 16 // GemmaConfig's
 	}
 	if _, present, null := f.lookup("num_key_value_heads"); present && null {
 		c.KVHeads = c.Heads
 	} else {
 		c.KVHeads = f.integer("num_key_value_heads", defKV, false)
 	}
-	defHead := 0
-	if mt == "qwen3" {
-		defHead = 128 // Qwen3Config's default head_dim
-	}
+	defHead := map[string]int{"qwen3": 128, "gemma": 256}[mt] // their config classes' default head_dim
 	if _, present, null := f.lookup("head_dim"); present && null {
 		defHead = 0
 	} else {
 		defHead = f.integer("head_dim", defHead, false)
 	}
-	positions := map[string]int{"llama": 2048, "mistral": 4096 * 32, "qwen2": 32768, "qwen3": 32768}
+	positions := map[string]int{"llama": 2048, "mistral": 4096 * 32, "qwen2": 32768, "qwen3": 32768, "gemma": 8192}
 	c.Positions = f.integer("max_position_embeddings", positions[mt], false)
 	c.NormEps = f.number("rms_norm_eps", 1e-6)
 	c.Activation = f.str("hidden_act", "silu")
 	c.Tied = f.boolean("tie_word_embeddings", false)
 	switch mt {
+	case "gemma":
+		c.Activation = f.str("hidden_act", "gelu_pytorch_tanh")
+		if c.Activation == "gelu" {
+			// GemmaConfig: the official releases' "gelu" means the tanh approximation
+			c.Activation = "gelu_pytorch_tanh"
+		}
+		c.Tied = f.boolean("tie_word_embeddings", true)
+		c.QKVBias = f.boolean("attention_bias", false)
+		c.OutBias = c.QKVBias
 	case "llama":
 		c.QKVBias = f.boolean("attention_bias", false)
 		c.OutBias = c.QKVBias
@@ -339,8 +349,8 @@ func parseLlamaLike(f *fields, mt string) (Decoder, error) {
 		c.QKVBias = f.boolean("attention_bias", false)
 		c.OutBias = c.QKVBias
 	}
-	bos := map[string]int{"llama": 1, "mistral": 1, "qwen2": -1, "qwen3": -1}
-	eos := map[string]int{"llama": 2, "mistral": 2, "qwen2": -1, "qwen3": -1}
+	bos := map[string]int{"llama": 1, "mistral": 1, "qwen2": -1, "qwen3": -1, "gemma": 2}
+	eos := map[string]int{"llama": 2, "mistral": 2, "qwen2": -1, "qwen3": -1, "gemma": 1}
 	c.BOS = f.tokenID("bos_token_id", bos[mt])
 	c.EOS = f.tokenID("eos_token_id", eos[mt])
 	var partial *float64

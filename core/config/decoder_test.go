@@ -64,8 +64,8 @@ func TestReadDecoderErrors(t *testing.T) {
 		json string
 		want []string
 	}{
-		{"unsupported", `{"model_type": "bert"}`, []string{`model_type "bert" is not supported`, "gpt2, gpt_neox, gptj, llama, mistral, qwen2, qwen3"}},
-		{"no model type", `{"hidden_size": 64}`, []string{"model_type is missing", "supported: gpt2"}},
+		{"unsupported", `{"model_type": "bert"}`, []string{`model_type "bert" is not supported`, "gemma, gpt2, gpt_neox, gptj, llama, mistral, qwen2, qwen3"}},
+		{"no model type", `{"hidden_size": 64}`, []string{"model_type is missing", "supported: gemma, gpt2"}},
 		{"missing width", `{"model_type": "qwen2", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 10}`,
 			[]string{"qwen2 config", "intermediate_size", "missing"}},
 		{"kv heads do not divide", `{` + llama + `, "num_key_value_heads": 3}`, []string{"num_key_value_heads = 3"}},

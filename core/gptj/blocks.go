@@ -241,10 +241,13 @@ func (m *Model) blockForward(s *torch.Scope, l int, x, sin, cos, pastK, pastV, m
 }
 
 // norm is the family's normalization of x (..., C) with weight w and bias bias (LayerNorm) or
-// weight w alone (RMSNorm).
+// weight w alone (the RMS norms).
 func (m *Model) norm(s *torch.Scope, x, w, bias *torch.Tensor) *torch.Tensor {
-	if m.Cfg.Family.Norm == RMSNorm {
+	switch m.Cfg.Family.Norm {
+	case RMSNorm:
 		return s.RMSNorm(x, w, m.Cfg.LayerNormEps)
+	case RMSNormPlusOne:
+		return s.RMSNormPlusOne(x, w, m.Cfg.LayerNormEps)
 	}
 	return s.LayerNorm(x, w, bias, m.Cfg.LayerNormEps)
 }

@@ -19,7 +19,7 @@ import (
 )
 
 // familyCases are the models testdata/hf_families.py makes (its CASES), by name.
-var familyCases = []string{"neox", "neox-seq", "gpt2", "gpt2-scaled", "llama3", "llama-bias", "mistral", "qwen2", "qwen3"}
+var familyCases = []string{"neox", "neox-seq", "gpt2", "gpt2-scaled", "llama3", "llama-bias", "mistral", "qwen2", "qwen3", "gemma"}
 
 var (
 	famOnce sync.Once
@@ -178,8 +178,9 @@ func TestFamiliesConfig(t *testing.T) {
 		"mistral":     "mistral RMSNorm halves separate gated sequential rot=16 kv=2 d=16 tied=false windows=[4 4 4]",
 		"qwen2":       "qwen2 RMSNorm halves separate gated sequential rot=16 kv=2 d=16 tied=true windows=[0 3 3]",
 		"qwen3":       "qwen3 RMSNorm halves separate gated sequential rot=24 kv=2 d=24 tied=false windows=[0 0 0]",
+		"gemma":       "gemma RMSNorm+1 halves separate gated sequential rot=32 kv=1 d=32 tied=true windows=[0 0 0]",
 	}
-	names := map[any]string{LayerNorm: "LayerNorm", RMSNorm: "RMSNorm", RotaryPairs: "pairs", RotaryHalves: "halves",
+	names := map[any]string{LayerNorm: "LayerNorm", RMSNorm: "RMSNorm", RMSNormPlusOne: "RMSNorm+1", RotaryPairs: "pairs", RotaryHalves: "halves",
 		RotaryNone: "none", QKVSeparate: "separate", QKVFused: "fused", QKVFusedPerHead: "fused-per-head",
 		MLPPlain: "plain", MLPGated: "gated", ParallelOneNorm: "parallel1", ParallelTwoNorm: "parallel2", Sequential: "sequential"}
 	keys := make([]string, 0, len(want))

@@ -19,6 +19,7 @@ import (
 //	mistral   RMS   rotary (halves)  separate       gated  sequential    sliding window
 //	qwen2     RMS   rotary (halves)  separate       gated  sequential    QKV biases, windows on upper layers
 //	qwen3     RMS   rotary (halves)  separate       gated  sequential    q/k RMSNorm per head
+//	gemma     RMS+1 rotary (halves)  separate       gated  sequential    embedding × sqrt(hidden), GeGLU
 type Family struct {
 	ModelType string
 	Norm      NormKind
@@ -30,15 +31,19 @@ type Family struct {
 	Residual ResidualKind
 	QKNorm   bool // an RMSNorm over each query and key head before the rotary (Qwen3)
 	Conv1D   bool // weights stored (in, out) as GPT-2's Conv1D, not nn.Linear's (out, in)
-	Names    Names
+	// ScaleEmbed multiplies the token embedding by sqrt(hidden size), rounded to the model dtype
+	// (Gemma).
+	ScaleEmbed bool
+	Names      Names
 }
 
 // NormKind is the normalization of the block inputs and the final norm.
 type NormKind int
 
 const (
-	LayerNorm NormKind = iota // (x − mean) / std · w + b
-	RMSNorm                   // x / rms(x) · w (HF's LlamaRMSNorm)
+	LayerNorm      NormKind = iota // (x − mean) / std · w + b
+	RMSNorm                        // x / rms(x) · w (HF's LlamaRMSNorm)
+	RMSNormPlusOne                 // x / rms(x) · (1 + w) in float32 (HF's GemmaRMSNorm)
 )
 
 // RotaryKind is how positions enter.
@@ -143,6 +148,13 @@ var families = map[string]Family{
 	"mistral": llamaLike("mistral", false),
 	"qwen2":   llamaLike("qwen2", false),
 	"qwen3":   llamaLike("qwen3", true),
+	"gemma":   gemma(),
+}
+
+func gemma() Family {
+	f := llamaLike("gemma", false)
+	f.Norm, f.ScaleEmbed = RMSNormPlusOne, true
+	return f
 }
 
 // FamilyOf returns the family of a model_type.

@@ -309,7 +309,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unsupported model_type", func(dir string) {
 			b, _ := os.ReadFile(filepath.Join(dir, "config.json"))
 			os.WriteFile(filepath.Join(dir, "config.json"), []byte(strings.Replace(string(b), `"gptj"`, `"bert"`, 1)), 0o644)
-		}, torch.Float32, torch.CPU, `model_type "bert" is not supported (supported: gpt2, gpt_neox, gptj, llama, mistral, qwen2, qwen3)`},
+		}, torch.Float32, torch.CPU, `model_type "bert" is not supported (supported: gemma, gpt2, gpt_neox, gptj, llama, mistral, qwen2, qwen3)`},
 		{"another family's config", func(dir string) {
 			b, _ := os.ReadFile(filepath.Join(dir, "config.json"))
 			os.WriteFile(filepath.Join(dir, "config.json"), []byte(strings.Replace(string(b), `"gptj"`, `"llama"`, 1)), 0o644)

@@ -2,6 +2,7 @@ package gptj
 
 import (
 	"errors"
+	"math"
 
 	"github.com/simplescope/simplescope/core/torch"
 )
@@ -11,10 +12,15 @@ import (
 // to s, a failure is recorded in s.
 
 // Embed returns the embeddings (B, T, C) of ids (B, T) int64 at positions pos (B|1, T) int64:
-// the token embedding, plus the learned position embedding for a family that has one (GPT-2);
+// the token embedding (scaled for Gemma), plus the learned position embedding for a family that
+// has one (GPT-2);
 // a rotary family reads its positions through Angles instead and ignores pos.
 func (m *Model) Embed(s *torch.Scope, ids, pos *torch.Tensor) *torch.Tensor {
 	x := s.Embedding(m.wte, ids)
+	if m.Cfg.Family.ScaleEmbed {
+		// Gemma: × sqrt(hidden), the factor first rounded to the model dtype as HF does
+		x = s.Mul(x, s.To(s.Full([]int64{1}, math.Sqrt(float64(m.Cfg.NEmbd)), torch.Float32, m.Device), m.DType, m.Device))
+	}
 	if m.wpe == nil {
 		return x
 	}

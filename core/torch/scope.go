@@ -412,7 +412,15 @@ func (s *Scope) RotaryGPTJ(x, sin, cos *Tensor, rot int64) *Tensor {
 // cast back to x's dtype, then times w (w may be nil).
 func (s *Scope) RMSNorm(x, w *Tensor, eps float64) *Tensor {
 	return s.op("rms_norm", func(o cOut) cErr {
-		return C.sst_rms_norm(x.h, w.handle(), C.double(eps), o)
+		return C.sst_rms_norm(x.h, w.handle(), C.double(eps), 0, o)
+	}, x)
+}
+
+// RMSNormPlusOne is HF's GemmaRMSNorm: x / sqrt(mean(x²) + eps) · (1 + w), all in float32, then
+// cast to x's dtype.
+func (s *Scope) RMSNormPlusOne(x, w *Tensor, eps float64) *Tensor {
+	return s.op("rms_norm", func(o cOut) cErr {
+		return C.sst_rms_norm(x.h, w.handle(), C.double(eps), 1, o)
 	}, x)
 }
 

@@ -149,6 +149,20 @@ func TestOpsAgainstGoReferences(t *testing.T) {
 			}
 			return out
 		}},
+		{"rms_norm plus one (Gemma)", s.RMSNormPlusOne(tx, tw, 1e-6), func() []float32 {
+			out := make([]float32, len(x))
+			for r := 0; r < 4; r++ {
+				var ms float64
+				for j := 0; j < 6; j++ {
+					ms += float64(x[r*6+j]) * float64(x[r*6+j])
+				}
+				ms /= 6
+				for j := 0; j < 6; j++ {
+					out[r*6+j] = float32(float64(x[r*6+j]) / math.Sqrt(ms+1e-6) * (1 + float64(w[j])))
+				}
+			}
+			return out
+		}},
 		{"rms_norm without weight", s.RMSNorm(tx, nil, 1e-6), func() []float32 {
 			out := make([]float32, len(x))
 			for r := 0; r < 4; r++ {

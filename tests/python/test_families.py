@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import hf_families  # noqa: E402
 
 TOL = 1e-4
-FAMILIES = ["neox", "gpt2", "gpt2-scaled", "llama3", "llama-bias", "mistral", "qwen2", "qwen3"]
+FAMILIES = ["neox", "gpt2", "gpt2-scaled", "llama3", "llama-bias", "mistral", "qwen2", "qwen3", "gemma"]
 
 
 @pytest.fixture(scope="module", params=FAMILIES)

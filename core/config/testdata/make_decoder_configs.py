@@ -79,6 +79,11 @@ HUB = {
                    "model_type": "qwen3", "num_attention_heads": 16, "num_hidden_layers": 28, "num_key_value_heads": 8,
                    "rms_norm_eps": 1e-06, "rope_scaling": None, "rope_theta": 1000000, "sliding_window": None,
                    "tie_word_embeddings": True, "use_sliding_window": False, "vocab_size": 151936},
+    "gemma-2b": {"architectures": ["GemmaForCausalLM"], "attention_bias": False, "bos_token_id": 2, "eos_token_id": 1,
+                 "head_dim": 256, "hidden_act": "gelu", "hidden_size": 2048, "intermediate_size": 16384,
+                 "max_position_embeddings": 8192, "model_type": "gemma", "num_attention_heads": 8,
+                 "num_hidden_layers": 18, "num_key_value_heads": 1, "pad_token_id": 0, "rms_norm_eps": 1e-06,
+                 "rope_scaling": None, "rope_theta": 10000.0, "vocab_size": 256000},
 }
 
 

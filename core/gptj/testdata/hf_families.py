@@ -17,7 +17,8 @@ without the "transformer." prefix (the Hub's layout); grouped-query attention (n
 num_attention_heads); Llama 3 rope scaling; Llama biases with the Hub's rope_theta / rope_scaling config
 layout; a Mistral sliding window shorter than the prompts; Qwen2 QKV biases, a tied head and windows on the
 upper layers from the Hub's use_sliding_window / max_window_layers (layer_types removed); Qwen3 q/k norms with
-head_dim != hidden / heads. pytest (tests/python/test_families.py) imports this module for the same models.
+head_dim != hidden / heads; Gemma's (1 + w) RMSNorm, scaled embedding, GeGLU (the legacy hidden_act "gelu"
+meaning its tanh approximation) and multi-query attention. pytest (tests/python/test_families.py) imports this module for the same models.
 """
 import json
 import os
@@ -50,6 +51,7 @@ CASES = {
     "qwen2": ("qwen2", dict(SMALL, num_key_value_heads=2, use_sliding_window=True, sliding_window=3,
                             max_window_layers=1, tie_word_embeddings=True, rope_theta=1000000.0), "hub"),
     "qwen3": ("qwen3", dict(SMALL, num_key_value_heads=2, head_dim=24, tie_word_embeddings=False), "t5"),
+    "gemma": ("gemma", dict(SMALL, num_key_value_heads=1, head_dim=32, hidden_act="gelu"), "hub"),
 }
 
 PROMPT_LENS = (5, 9, 13)
@@ -59,7 +61,8 @@ def config_for(model_type, kw):
     import transformers
     cls = {"gpt_neox": transformers.GPTNeoXConfig, "gpt2": transformers.GPT2Config,
            "llama": transformers.LlamaConfig, "mistral": transformers.MistralConfig,
-           "qwen2": transformers.Qwen2Config, "qwen3": transformers.Qwen3Config}[model_type]
+           "qwen2": transformers.Qwen2Config, "qwen3": transformers.Qwen3Config,
+           "gemma": transformers.GemmaConfig}[model_type]
     kw = dict(kw)
     if model_type == "gpt2":
         kw.update(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)

@@ -553,13 +553,19 @@ sst_error sst_rotary_gptj(const sst_tensor *x_, const sst_tensor *sin_, const ss
   SST_END
 }
 
-sst_error sst_rms_norm(const sst_tensor *x_, const sst_tensor *w, double eps, sst_tensor **out) {
+sst_error sst_rms_norm(const sst_tensor *x_, const sst_tensor *w, double eps, int plus_one, sst_tensor **out) {
   SST_BEGIN("sst_rms_norm")
   check_out(out);
   const at::Tensor &x = T(x_, "x");
   at::Tensor xf = x.to(at::kFloat);
-  at::Tensor y = (xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true).add(eps))).to(x.scalar_type());
-  if (w != nullptr) y = w->t * y;
+  at::Tensor y = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true).add(eps));
+  if (plus_one != 0) {
+    if (w != nullptr) y = y * w->t.to(at::kFloat).add(1.0);  // Gemma: (x * (1 + w)) then cast
+    y = y.to(x.scalar_type());
+  } else {
+    y = y.to(x.scalar_type());  // Llama: cast, then w * x
+    if (w != nullptr) y = w->t * y;
+  }
   *out = wrap(std::move(y));
   SST_END
 }

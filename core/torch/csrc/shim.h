@@ -124,9 +124,11 @@ SST_API sst_error sst_gelu_tanh(const sst_tensor *x, sst_tensor **out);
 SST_API sst_error sst_gelu(const sst_tensor *x, sst_tensor **out);
 /* silu (swish): x * sigmoid(x). */
 SST_API sst_error sst_silu(const sst_tensor *x, sst_tensor **out);
-/* RMS norm over the last dimension, as HF's LlamaRMSNorm: in float32,
- * y = x / sqrt(mean(x^2) + eps), cast back to x's dtype, then times w (if not NULL). */
-SST_API sst_error sst_rms_norm(const sst_tensor *x, const sst_tensor *w, double eps, sst_tensor **out);
+/* RMS norm over the last dimension. plus_one = 0, HF's LlamaRMSNorm: in float32,
+ * y = x / sqrt(mean(x^2) + eps), cast back to x's dtype, then times w (if not NULL).
+ * plus_one = 1, HF's GemmaRMSNorm: y * (1 + w) in float32, then cast to x's dtype. */
+SST_API sst_error sst_rms_norm(const sst_tensor *x, const sst_tensor *w, double eps, int plus_one,
+                       sst_tensor **out);
 SST_API sst_error sst_embedding(const sst_tensor *weight, const sst_tensor *ids, sst_tensor **out);
 /* GPT-J's interleaved rotary embedding on the first rot dims of the last axis:
  * x (..., T, H, D) or any shape whose last axis is D; sin, cos broadcastable to (..., rot/2).
