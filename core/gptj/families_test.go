@@ -297,3 +297,40 @@ func TestFamiliesLoadErrors(t *testing.T) {
 		})
 	}
 }
+
+// In bfloat16 every family stays as close to the float32 reference as HF's own bf16 run does:
+// |ours − HF f32| at most twice |HF bf16 − HF f32| plus 1% of the largest logit (both sides
+// round at different points — our attention scores are float32, HF's eager ones bf16 — so
+// neither is the other's reference; a wrong cast, rotary or norm moves logits by tens of percent).
+func TestFamiliesBFloat16(t *testing.T) {
+	for _, name := range familyCases {
+		t.Run(name, func(t *testing.T) {
+			r := makeFamily(t, name)
+			m, err := Load(r.dir, torch.BFloat16, torch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			for i := 0; i < 3; i++ {
+				out, err := m.Forward(context.Background(), [][]int{r.ids(t, i)}, Request{Full: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := readAll(t, out.Logits)
+				out.Close()
+				hfBF16, _ := r.f32(t, fmt.Sprintf("bf16.logits.%d", i))
+				f32, _ := r.f32(t, fmt.Sprintf("logits.%d", i))
+				scale := 0.0
+				for _, v := range f32 {
+					scale = math.Max(scale, math.Abs(float64(v)))
+				}
+				ours, theirs := worstDiff(got, f32), worstDiff(hfBF16, f32)
+				t.Logf("seq %d: max |ours bf16 − f32| %.3g, |HF bf16 − f32| %.3g, |ours − HF bf16| %.3g (largest logit %.2f)",
+					i, ours, theirs, worstDiff(got, hfBF16), scale)
+				if bound := 2*theirs + 0.01*scale; ours > bound {
+					t.Fatalf("seq %d: bf16 logits %.3g from float32, HF's bf16 run %.3g: bound %.3g", i, ours, theirs, bound)
+				}
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ OUTDIR/NAME/ref/model.safetensors with, for each prompt i (random ids, lengths 5
   logits.{i}     float32 (T, V)     the causal LM, float32, CPU, unpadded
   embed.{i}      float32 (T, C)     the input of the first block (hook_embed; GPT-2: token + position embedding)
   resid.{i}.{l}  float32 (T, C)     the output of block l (blocks.l.hook_resid_post), via hooks
+  bf16.logits.{i} float32 (T, V)    the same model cast to bfloat16 (logits upcast)
 Weights are re-drawn with a larger scale than HF's init (std 0.02 makes every block nearly the identity),
 so that the comparison exercises attention, rotary, the norms and the MLP.
 
@@ -162,6 +163,10 @@ def make(out, name, seed=7):
                 ref[f"resid.{i}.{l}"] = captured[l][0].float().contiguous()
     for h in hooks:
         h.remove()
+    mb = model.to(torch.bfloat16)
+    with torch.no_grad():
+        for i, ids in enumerate(prompts(model, seed)):
+            ref[f"bf16.logits.{i}"] = mb(ids[None]).logits[0].float().contiguous()
     rdir = os.path.join(out, "ref")
     os.makedirs(rdir, exist_ok=True)
     save_file(ref, os.path.join(rdir, "model.safetensors"))
