@@ -242,14 +242,22 @@ func windows(c gptj.Config) []int {
 	return w
 }
 
+// bos is the token prepend_bos adds: the tokenizer's BOS, else config.json's bos_token_id, else
+// its eos_token_id (a model without a BOS of its own, such as Qwen's, starts documents after its
+// end-of-text token), else GPT-J's <|endoftext|> (50256) when the vocabulary has it, else 0.
 func (s *Session) bos() int {
-	if s.Tok != nil && s.Tok.BOS() >= 0 {
+	c := s.Model.Cfg
+	switch {
+	case s.Tok != nil && s.Tok.BOS() >= 0:
 		return s.Tok.BOS()
+	case c.BOS >= 0 && c.BOS < c.VocabSize:
+		return c.BOS
+	case c.EOS >= 0 && c.EOS < c.VocabSize:
+		return c.EOS
+	case 50256 < c.VocabSize:
+		return 50256
 	}
-	if s.Model.Cfg.BOS >= 0 {
-		return s.Model.Cfg.BOS
-	}
-	return 50256
+	return 0
 }
 
 func (s *Session) tokenize(_ context.Context, req []byte, _ func(int64, int64)) (any, error) {
