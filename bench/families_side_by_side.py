@@ -51,6 +51,7 @@ SMALL = {
     "mistral": ("mistral", dict(GQA, sliding_window=32)),
     "qwen2": ("qwen2", dict(GQA, tie_word_embeddings=True)),
     "qwen3": ("qwen3", dict(GQA, head_dim=48)),
+    "gemma": ("gemma", dict(BASE, num_key_value_heads=1, head_dim=64)),
 }
 
 
