@@ -37,8 +37,14 @@ build: $(GOLIB)
 check-header: $(GOLIB)
 	mkdir -p build/check
 	printf '#include "simplescope.h"\nint main(void){ ss_status st = SS_OK; return (int)st + (int)ss_live_tensors(); }\n' > build/check/main.c
+	@# the DLPack functions: with the header alone (struct DLManagedTensor incomplete) and after
+	@# the real dlpack.h (the one torch ships), whose struct the forward declaration must match
+	printf '#include "simplescope.h"\nint dl_check(uint64_t id, char **err) {\n  struct DLManagedTensor *t = NULL;\n  uint64_t back = 0;\n  int st = ss_tensor_export(id, &t, err);\n  if (st != SS_OK) return st;\n  st = ss_tensor_import(t, &back, err);\n  ss_tensor_release(back);\n  return st;\n}\n' > build/check/dlpack.c
+	cc -std=c99 -Wall -Wextra -Werror -pedantic -Icapi -c build/check/dlpack.c -o build/check/dlpack.o
+	printf '#include <ATen/dlpack.h>\n#include "simplescope.h"\nint dl_check2(uint64_t id, char **err) {\n  DLManagedTensor *t = NULL;\n  uint64_t back = 0;\n  int st = ss_tensor_export(id, &t, err);\n  if (st != SS_OK) return st;\n  if (t->dl_tensor.ndim < 0) { t->deleter(t); return -1; }\n  st = ss_tensor_import(t, &back, err);\n  ss_tensor_release(back);\n  return st;\n}\n' > build/check/dlpack2.c
+	cc -std=c99 -Wall -Wextra -Werror -pedantic -I"$$($(PY) -c 'import torch.utils.cpp_extension as c; print(c.include_paths()[0])')" -Icapi -c build/check/dlpack2.c -o build/check/dlpack2.o
 	cc -std=c99 -Wall -Wextra -Werror -pedantic -Icapi -c build/check/main.c -o build/check/main.o
-	cc build/check/main.o -L$(LIB) -lsimplescope -Wl,-rpath,$(abspath $(LIB)) -o build/check/main
+	cc build/check/main.o build/check/dlpack.o build/check/dlpack2.o -L$(LIB) -lsimplescope -Wl,-rpath,$(abspath $(LIB)) -o build/check/main
 	@echo "capi/simplescope.h compiles as plain C and links"
 
 gotest: $(GOLIB)
@@ -50,8 +56,21 @@ pytest: $(GOLIB)
 
 # The full suite: the Go and Python tests, the race detector on the pure-Go packages, a few
 # seconds of every fuzz target, and the wheel installed into a fresh venv.
-test: venv build check-header gotest race pytest wheel-check
+test: venv build check-header gotest race pytest gpu-check-dry wheel-check
 	$(MAKE) fuzz-short FUZZTIME=3s FUZZTIME_API=15s
+
+# bench/gpu_check.py's code on the CPU with a tiny model (the full run needs a GPU: README,
+# "Checking a GPU machine"); ~20 s.
+.PHONY: gpu-check-dry gpu-check-bundle
+gpu-check-dry: $(GOLIB)
+	$(PY) bench/gpu_check.py --config tiny --device cpu --threads 2
+
+# What a bare GPU machine (torch and transformers only) needs to run bench/gpu_check.py.
+gpu-check-bundle: $(GOLIB)
+	mkdir -p dist
+	tar czf dist/gpu-check.tar.gz --exclude '__pycache__' python bench/*.py testdata/corpus \
+		$(LIB)/libsimplescope.so $(LIB)/libsimplescope_shim.so $(LIB)/libsimplescope_shim.so.torch-version core/torch/csrc
+	@echo "dist/gpu-check.tar.gz: copy it to the GPU machine, then: tar xzf gpu-check.tar.gz && python bench/gpu_check.py"
 
 demo: venv build
 	PYTHONPATH=$(abspath python) $(PY) -m simplescope demo --out demo-out

@@ -9,6 +9,10 @@ rate).
   bench/.venv-tl/bin/python bench/gpu_side_by_side.py                 # on a machine with CUDA
   bench/.venv-tl/bin/python bench/gpu_side_by_side.py --tiny          # CPU dry run of the same logic
 Extra arguments are passed to side_by_side.py (e.g. --docs-ab 8 --tl-limit-s 300).
+
+This needs bench/.venv-tl (TransformerLens) and `make build` on the GPU machine; on a bare GPU
+machine (torch and transformers only) run bench/gpu_check.py instead (README, "Checking a GPU
+machine"), which checks everything here but the TransformerLens loop.
 """
 import os
 import sys

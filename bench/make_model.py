@@ -29,18 +29,26 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "added_tokens.j
 TOKENIZER_DIR = os.path.join(HERE, "..", "python", "simplescope", "data", "tokenizer")
 
 
-def make(name, out, seed=0, device="cpu", dtype="float32"):
-    import torch
-    from transformers import GPTJConfig, GPTJForCausalLM
+def config(name):
+    """The HF GPTJConfig of a CONFIGS entry (context 2048, no dropout, untied head)."""
+    from transformers import GPTJConfig
 
-    if os.path.exists(os.path.join(out, ".complete")):
-        return out
     n_embd, n_layer, n_head, rot, vocab = CONFIGS[name]
-    cfg = GPTJConfig(vocab_size=vocab, n_positions=2048, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
-                     rotary_dim=rot, activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0,
-                     attn_pdrop=0.0, tie_word_embeddings=False, bos_token_id=50256, eos_token_id=50256)
+    return GPTJConfig(vocab_size=vocab, n_positions=2048, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+                      rotary_dim=rot, activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0,
+                      attn_pdrop=0.0, tie_word_embeddings=False, bos_token_id=50256, eos_token_id=50256)
+
+
+def build(name, seed=0, device="cpu", dtype="float32"):
+    """The random GPTJForCausalLM of CONFIGS[name], made directly in dtype on device (eval mode)."""
+    import torch
+    from transformers import GPTJForCausalLM
+
+    cfg = config(name)
     torch.manual_seed(seed)
     dt = getattr(torch, dtype)
+    # made in float32 and cast: the rotary table buffer is computed in float32 and rounded to
+    # dtype, as simplescope computes its own (a float16 default dtype would compute it in float16)
     with torch.device(device):
         model = GPTJForCausalLM(cfg).to(dt).eval()
     g = torch.Generator(device=device).manual_seed(seed)
@@ -52,6 +60,16 @@ def make(name, out, seed=0, device="cpu", dtype="float32"):
                 p.copy_(0.1 * torch.randn(p.shape, generator=g, device=device, dtype=dt))
             else:
                 p.copy_(torch.randn(p.shape, generator=g, device=device, dtype=dt) / (p.shape[-1] ** 0.5))
+    return model
+
+
+def make(name, out, seed=0, device="cpu", dtype="float32", model=None):
+    """Writes the model of build(name, seed, device, dtype) — or the given one — to out (a no-op
+    when out already holds a finished model)."""
+    if os.path.exists(os.path.join(out, ".complete")):
+        return out
+    if model is None:
+        model = build(name, seed, device, dtype)
     tmp = out + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True, max_shard_size="100GB")

@@ -291,7 +291,33 @@ func ss_run_free(h *C.ss_run) {
 	}
 	r.cancel()
 	r.wait.Wait()
+	if r.taken.CompareAndSwap(false, true) && r.err == nil {
+		api.ReleaseResultTensors(r.result) // nobody will export the result's tensors
+		r.result = nil
+	}
 	cgo.Handle(h.h).Delete()
 	h.h = 0
 	C.free(unsafe.Pointer(h))
+}
+
+// ss_model_from_tensors makes a model whose weights are tensors the caller imported with
+// ss_tensor_import (ss.from_hf): msgpack {"config": config.json bytes, "tensors": {checkpoint key:
+// {"tensor": id}}, "dtype", "device", "tokenizer": folder or "", "name"}. Weights with the model's
+// dtype and device are shared, not copied; the caller may release its handles right after.
+//
+//export ss_model_from_tensors
+func ss_model_from_tensors(req *C.uint8_t, reqLen C.size_t, out **C.ss_model, errOut **C.char) (status C.int) {
+	defer guard(&status, errOut)
+	if out == nil {
+		setErr(errOut, "ss_model_from_tensors: NULL argument")
+		return api.StatusInput
+	}
+	s, err := api.OpenTensors(goBytes(req, reqLen))
+	if err != nil {
+		return fail(errOut, err)
+	}
+	m := (*C.ss_model)(C.malloc(C.size_t(unsafe.Sizeof(C.ss_model{}))))
+	m.h = C.uintptr_t(cgo.NewHandle(s))
+	*out = m
+	return api.StatusOK
 }

@@ -144,12 +144,13 @@ func TestCAPIDocsFields(t *testing.T) {
 }
 
 // fieldPaths names every field of a request or response: "k" for a key, "k.sub" for a key of a
-// map, "k[].sub" for a key of the maps in a list. Arrays ({dtype, shape, data}) are leaves.
+// map, "k[].sub" for a key of the maps in a list. Arrays ({dtype, shape, data}) and tensor
+// handles ({tensor, dtype, shape}) are leaves.
 func fieldPaths(prefix string, v any) []string {
 	var out []string
 	switch x := v.(type) {
 	case map[string]any:
-		if prefix != "" && isArrayMap(x) {
+		if prefix != "" && (isArrayMap(x) || isTensorRef(x)) {
 			return nil
 		}
 		for k, sub := range x {
@@ -178,6 +179,13 @@ func isArrayMap(m map[string]any) bool {
 	_, s := m["shape"]
 	_, b := m["data"]
 	return len(m) == 3 && d && s && b
+}
+
+func isTensorRef(m map[string]any) bool {
+	_, id := m["tensor"]
+	_, d := m["dtype"]
+	_, s := m["shape"]
+	return len(m) == 3 && id && d && s
 }
 
 func dedupe(s []string) []string {

@@ -2,15 +2,20 @@ package api
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"io"
+	"math"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/simplescope/simplescope/core/data"
 	"github.com/simplescope/simplescope/core/errs"
 	"github.com/simplescope/simplescope/core/patchscope"
+	"github.com/simplescope/simplescope/core/torch"
 )
 
 // MethodSpec is a method as the caller names it: a built-in name, or a target prompt with its
@@ -24,19 +29,24 @@ type MethodSpec struct {
 	TargetLayer  any    `msgpack:"target_layer"`  // "same" (default), "last", "all" or a block index
 }
 
-// EvalRequest is the evaluate request.
+// EvalRequest is the evaluate request. Positions, Seed and PrependBOS left out (nil) take the
+// preset's values when a preset is named, else "random", 0 and false.
 type EvalRequest struct {
 	Texts        []string     `msgpack:"texts"`
 	Tokens       [][]int      `msgpack:"tokens"`
-	PrependBOS   bool         `msgpack:"prepend_bos"`
+	PrependBOS   *bool        `msgpack:"prepend_bos"`
 	Methods      []MethodSpec `msgpack:"methods"`
-	Positions    any          `msgpack:"positions"` // "random", "last", or an int64 Array [n] / [n, n_layers]
+	Positions    any          `msgpack:"positions"` // a mode (patchscope.PositionModes) or an int64 Array [n] / [n, n_layers]
 	Layers       []int        `msgpack:"layers"`
-	Seed         uint64       `msgpack:"seed"`
+	Seed         any          `msgpack:"seed"`     // an integer in int64
+	Preset       string       `msgpack:"preset"`   // data.PresetByName: defaults for the three above, recorded
+	TF32         *bool        `msgpack:"tf32"`     // CUDA: allow TF32 during the call (nil: leave the setting)
 	Truncate     bool         `msgpack:"truncate"` // cut prompts to the context (else: error)
 	BatchTokens  int          `msgpack:"batch_tokens"`
 	PatchRows    int          `msgpack:"patch_rows"`
 	ChunkPrompts int          `msgpack:"chunk_prompts"`
+	// Deterministic: batch sizes fixed per device type, not from free memory (patchscope.Request)
+	Deterministic bool `msgpack:"deterministic"`
 }
 
 // resolveMethod turns a spec into an engine method.
@@ -165,6 +175,12 @@ func toInt(v any) (int, bool) {
 }
 
 func (s *Session) prompts(texts []string, tokens [][]int, prependBOS, truncate bool) ([][]int, int, error) {
+	return s.tokenizePrompts(texts, tokens, prependBOS, truncate, false)
+}
+
+// tokenizePrompts is prompts; with allowEmpty an empty text or token list is kept (as [BOS]
+// with prependBOS, else as no tokens) instead of refused.
+func (s *Session) tokenizePrompts(texts []string, tokens [][]int, prependBOS, truncate, allowEmpty bool) ([][]int, int, error) {
 	if texts != nil && tokens != nil {
 		return nil, 0, errs.Input("give prompts as texts or as tokens, not both")
 	}
@@ -175,7 +191,7 @@ func (s *Session) prompts(texts []string, tokens [][]int, prependBOS, truncate b
 			return nil, 0, err
 		}
 		for i, t := range texts {
-			if t == "" {
+			if t == "" && !allowEmpty {
 				return nil, 0, errs.Input("prompt %d is an empty string", i)
 			}
 			ids := tk.Encode(t)
@@ -186,7 +202,7 @@ func (s *Session) prompts(texts []string, tokens [][]int, prependBOS, truncate b
 		}
 	} else {
 		for i, q := range tokens {
-			if len(q) == 0 {
+			if len(q) == 0 && !allowEmpty {
 				return nil, 0, errs.Input("prompt %d has no tokens", i)
 			}
 			if prependBOS {
@@ -217,7 +233,35 @@ func (s *Session) evaluate(ctx context.Context, req []byte, progress func(int64,
 	if err := decode(req, &r); err != nil {
 		return nil, err
 	}
-	prompts, nTrunc, err := s.prompts(r.Texts, r.Tokens, r.PrependBOS, r.Truncate)
+	// the settings first: a bad one is refused before any prompt is tokenized
+	var preset *data.Preset
+	if r.Preset != "" {
+		p, err := data.PresetByName(r.Preset)
+		if err != nil {
+			return nil, errs.Input("preset: %v", err)
+		}
+		preset = &p
+	}
+	seed, err := parseSeed(r.Seed, preset)
+	if err != nil {
+		return nil, err
+	}
+	bos := r.PrependBOS != nil && *r.PrependBOS
+	if r.PrependBOS == nil && preset != nil {
+		bos = preset.PrependBOS
+	}
+	posArg := r.Positions
+	if posArg == nil && preset != nil {
+		posArg = preset.Positions
+	}
+	pos, err := parsePositions(posArg, max(len(r.Texts), len(r.Tokens)), len(r.Layers), s.Model.Cfg.NLayer)
+	if err != nil {
+		return nil, err
+	}
+	if bos {
+		pos.Start = 1 // paper positions never draw the BOS token
+	}
+	prompts, nTrunc, err := s.tokenizePrompts(r.Texts, r.Tokens, bos, r.Truncate, true)
 	if err != nil {
 		return nil, err
 	}
@@ -227,22 +271,24 @@ func (s *Session) evaluate(ctx context.Context, req []byte, progress func(int64,
 	var methods []patchscope.Method
 	var infos []map[string]any
 	for _, sp := range r.Methods {
-		m, info, err := s.resolveMethod(sp, r.PrependBOS)
+		m, info, err := s.resolveMethod(sp, bos)
 		if err != nil {
 			return nil, err
 		}
 		methods = append(methods, m)
 		infos = append(infos, info)
 	}
-	pos, err := parsePositions(r.Positions, len(prompts), len(r.Layers), s.Model.Cfg.NLayer)
-	if err != nil {
-		return nil, err
-	}
 	er := patchscope.Request{
-		Prompts: prompts, Layers: r.Layers, Methods: methods, Positions: pos, Seed: r.Seed,
+		Prompts: prompts, Layers: r.Layers, Methods: methods, Positions: pos, Seed: seed,
 		BatchTokens: r.BatchTokens, PatchRows: r.PatchRows, ChunkPrompts: r.ChunkPrompts, Progress: progress,
+		Deterministic: r.Deterministic,
 	}
-	res, err := patchscope.Evaluate(ctx, s.Model, er)
+	var res *patchscope.Result
+	tf32, err := s.withTF32(r.TF32, func() error {
+		var err error
+		res, err = patchscope.EvaluateOn(ctx, s.replicas(), er)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -269,17 +315,82 @@ func (s *Session) evaluate(ctx context.Context, req []byte, progress func(int64,
 	for i, p := range prompts {
 		lengths[i] = int64(len(p))
 	}
+	digest := patchscope.CorpusDigest(prompts)
+	var presetOut any
+	if preset != nil {
+		presetOut = preset.Name
+	}
 	st := res.Stats
 	return map[string]any{
 		"n_prompts": res.NPrompts, "layers": res.Layers, "methods": outMethods,
 		"prompt_lengths": I64Array(lengths, n), "n_truncated": nTrunc,
+		"skipped":   map[string]any{"empty": nonNil(res.SkippedEmpty), "too_short": nonNil(res.SkippedShort)},
+		"positions": pos.Mode, "seed": seed, "prepend_bos": bos, "preset": presetOut,
+		"corpus_sha256": hex.EncodeToString(digest[:]),
+		"tf32":          tf32,
 		"stats": map[string]any{
 			"source_batches": st.SourceBatches, "patch_batches": st.PatchBatches,
 			"source_tokens": st.SourceTokens, "patched_rows": st.PatchedRows,
 			"oom_retries": st.Retries, "seconds": st.Seconds,
 			"source_seconds": st.SourceSeconds, "patch_seconds": st.PatchSeconds,
+			"batch_tokens": st.BatchTokens, "patch_rows": st.PatchRows, "chunk_prompts": st.ChunkPrompts,
+			"patch_rows_final": st.PatchRowsFinal, "source_batch_cap": st.SourceBatchCap,
 		},
 	}, nil
+}
+
+func nonNil(v []int) []int {
+	if v == nil {
+		return []int{}
+	}
+	return v
+}
+
+// parseSeed is the seed field: an integer within int64 (msgpack may carry it unsigned), or the
+// preset's seed (else 0) when left out.
+func parseSeed(v any, preset *data.Preset) (int64, error) {
+	switch x := v.(type) {
+	case nil:
+		if preset != nil {
+			return preset.Seed, nil
+		}
+		return 0, nil
+	case uint64:
+		if x > math.MaxInt64 {
+			return 0, errs.Input("seed %d is outside the int64 range [-2^63, 2^63-1]", x)
+		}
+		return int64(x), nil
+	case uint8, uint16, uint32, int, int8, int16, int32, int64:
+		i, _ := toInt(x)
+		return int64(i), nil
+	}
+	return 0, errs.Input("seed must be an integer, got %T", v)
+}
+
+// tf32Mu serialises the calls that change the process-wide TF32 flags.
+var tf32Mu sync.Mutex
+
+// withTF32 runs f with CUDA's TF32 flags (cuBLAS and cuDNN) set to *want on a CUDA model, and
+// restores them after; want nil, or a CPU model, leaves them alone. It returns the flags in
+// effect during f, {"cublas": bool, "cudnn": bool}.
+func (s *Session) withTF32(want *bool, f func() error) (map[string]any, error) {
+	if want != nil && s.Model.Device.Type == torch.DevCUDA {
+		tf32Mu.Lock()
+		defer tf32Mu.Unlock()
+		cublas, cudnn, err := torch.TF32()
+		if err != nil {
+			return nil, err
+		}
+		if err := torch.SetTF32(*want, *want); err != nil {
+			return nil, err
+		}
+		defer torch.SetTF32(cublas, cudnn)
+	}
+	cublas, cudnn, err := torch.TF32()
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"cublas": cublas, "cudnn": cudnn}, f()
 }
 
 func parsePositions(v any, n, nLayersReq, nLayer int) (patchscope.Positions, error) {
@@ -287,11 +398,10 @@ func parsePositions(v any, n, nLayersReq, nLayer int) (patchscope.Positions, err
 	case nil:
 		return patchscope.Positions{Mode: patchscope.PosRandom}, nil
 	case string:
-		switch x {
-		case "random", "last":
+		if slices.Contains(patchscope.PositionModes, x) {
 			return patchscope.Positions{Mode: x}, nil
 		}
-		return patchscope.Positions{}, errs.Input("positions %q (want random, last or an array)", x)
+		return patchscope.Positions{}, errs.Input("positions: unknown mode %q (known: %s, or an array of positions)", x, strings.Join(patchscope.PositionModes, ", "))
 	case map[string]any:
 		b, _ := msgpack.Marshal(x)
 		var a Array

@@ -17,7 +17,7 @@ import (
 	"github.com/simplescope/simplescope/core/torch"
 )
 
-// fuzzMethods are the methods FuzzCall exercises (every method but debug.panic). A corpus entry
+// fuzzMethods are the methods FuzzCall exercises (every method but the debug.* ones). A corpus entry
 // names its method by index into this list, so methods are only ever appended to it
 // (TestFuzzMethodsCoverServed checks that none is missing).
 func fuzzMethods() []string {
@@ -26,7 +26,7 @@ func fuzzMethods() []string {
 }
 
 func TestFuzzMethodsCoverServed(t *testing.T) {
-	served := slices.DeleteFunc(Methods(), func(m string) bool { return m == "debug.panic" })
+	served := slices.DeleteFunc(Methods(), func(m string) bool { return strings.HasPrefix(m, "debug.") })
 	listed := slices.Clone(fuzzMethods())
 	sort.Strings(served)
 	sort.Strings(listed)
@@ -66,6 +66,12 @@ func corpusEntries() []corpusEntry {
 				{"name": "grid", "target": "x = ? ;", "placeholder": "?", "target_layer": "all"},
 				{"name": "fixed", "target_tokens": []int{5, 6, 7}, "placeholder": -1, "target_layer": 1},
 				{"name": "last", "kind": "patch", "target": "word:", "placeholder": ":", "target_layer": "last"}}}},
+		{"evaluate_preset_notebook", "evaluate", map[string]any{
+			"texts": []string{"The cat sat on the mat.", "", "1135 -> 1135"}, "preset": "seed", "tf32": true,
+			"truncate": true, "methods": []map[string]any{{"name": "logitlens"}, {"name": "simplescope"}}}},
+		{"evaluate_paper_positions", "evaluate", map[string]any{
+			"tokens": [][]int{{10, 11, 12, 13}, {}, {20}, {30, 31, 32}}, "prepend_bos": false, "positions": "paper",
+			"seed": int64(-1) << 62, "methods": []map[string]any{{"name": "logitlens"}}, "layers": []int{1}}},
 		{"inspect", "inspect", map[string]any{"text": "The cat sat", "prepend_bos": true, "k": 3, "position": -1,
 			"methods": []map[string]any{{"name": "logitlens"}, {"name": "patchscope"}}, "layers": []int{1}}},
 		{"load_data", "load_data", map[string]any{"path": demoCorpus, "max_docs": 3}},
@@ -125,7 +131,11 @@ func TestFuzzCallCorpus(t *testing.T) {
 			if e.method == "load_data" {
 				sess = nil
 			}
-			call(t, sess, e.method, e.req)
+			out, err := Call(context.Background(), sess, e.method, pack(t, e.req), nil)
+			if err != nil {
+				t.Fatalf("%s: %v (status %d)", e.method, err, Status(err))
+			}
+			ReleaseResultTensors(out)
 			covered[e.method] = true
 			path := filepath.Join(corpusDir, e.name)
 			want := corpusFile(t, e)
@@ -154,7 +164,7 @@ func TestFuzzCallCorpus(t *testing.T) {
 // FuzzCall sends arbitrary msgpack requests to every method of the C API's core (Call) on a
 // tiny model, and to a nil session. A call must not panic, must answer either a msgpack map or
 // an error whose status is a real one (not OK, not a panic) with a message, and must leave the
-// live-tensor count as it was. The seeds (testdata/fuzz/FuzzCall) are valid requests of every
+// live-tensor count as it was once the tensor handles of its result are released. The seeds (testdata/fuzz/FuzzCall) are valid requests of every
 // method; `go test -fuzz FuzzCall ./core/api` explores further.
 func FuzzCall(f *testing.F) {
 	s := shared(f)
@@ -166,6 +176,9 @@ func FuzzCall(f *testing.F) {
 		for _, sess := range []*Session{s, nil} {
 			before := torch.LiveTensors()
 			out, err := Call(ctx, sess, method, req, nil)
+			if err == nil {
+				ReleaseResultTensors(out) // tensor handles in the result (run_with_cache)
+			}
 			if after := torch.LiveTensors(); after != before {
 				t.Fatalf("%s(%q): live tensors %d -> %d", method, req, before, after)
 			}

@@ -40,6 +40,8 @@ type patchFields struct {
 	Source     *readsField  `msgpack:"source"`
 	Transform  *affineField `msgpack:"transform"`
 	BatchRows  int          `msgpack:"batch_rows"`
+	// Deterministic: batch sizes fixed per device type, not from free memory (patching.Options)
+	Deterministic bool `msgpack:"deterministic"`
 }
 
 func (s *Session) hiddenStates(ctx context.Context, req []byte, _ func(int64, int64)) (any, error) {
@@ -102,7 +104,7 @@ func (s *Session) patch(ctx context.Context, req []byte, progress func(int64, in
 		return nil, err
 	}
 	defer vecs.Close()
-	logits, st, err := patching.Patch(ctx, s.Model, rows, vecs, site, patching.Options{Rows: r.BatchRows, Progress: progress})
+	logits, st, err := patching.PatchOn(ctx, s.replicas(), rows, vecs, site, patching.Options{Rows: r.BatchRows, Progress: progress, Deterministic: r.Deterministic})
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +141,7 @@ func (s *Session) generate(ctx context.Context, req []byte, progress func(int64,
 		defer vecs.Close()
 	}
 	opt := patching.GenOptions{
-		Options: patching.Options{Rows: r.BatchRows, Progress: progress},
+		Options: patching.Options{Rows: r.BatchRows, Progress: progress, Deterministic: r.Deterministic},
 		MaxNew:  r.MaxNew, EOS: s.Model.Cfg.EOS,
 		Sampler: patching.Sampler{Sample: r.DoSample, Temperature: r.Temperature, TopK: r.TopK, TopP: r.TopP, Seed: uint64(r.Seed)},
 	}
@@ -148,7 +150,7 @@ func (s *Session) generate(ctx context.Context, req []byte, progress func(int64,
 			return nil, err
 		}
 	}
-	toks, st, err := patching.Generate(ctx, s.Model, rows, vecs, site, opt)
+	toks, st, err := patching.GenerateOn(ctx, s.replicas(), rows, vecs, site, opt)
 	if err != nil {
 		return nil, err
 	}

@@ -1,9 +1,9 @@
 package api
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -13,43 +13,34 @@ import (
 // against invariants the model itself gives: patching a prompt's own hidden state into it changes
 // nothing, and greedy generation equals one full forward per new token.
 
-// floats reads a float32 tensor result (its values and shape).
+// floats takes a float32 tensor result out of the registry and returns its values and shape.
 func floats(t *testing.T, v any) ([]float32, []int64) {
 	t.Helper()
 	m, _ := v.(map[string]any)
-	data, _ := m["data"].([]byte)
-	if m == nil || data == nil || m["dtype"] != "float32" {
-		t.Fatalf("not a float32 array: %v", v)
+	id, ok := refID(m)
+	if !ok {
+		t.Fatalf("not a tensor handle: %v", v)
 	}
-	var shape []int64
-	for _, d := range m["shape"].([]any) {
-		shape = append(shape, toInt64(d))
+	x, err := TakeTensor(id)
+	if err != nil {
+		t.Fatal(err)
 	}
-	out := make([]float32, len(data)/4)
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
+	defer x.Close()
+	vals, err := x.Float32s()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out, shape
+	return vals, x.Shape()
 }
 
+// toInt64 reads a msgpack integer, whichever width and signedness it was decoded as.
 func toInt64(v any) int64 {
-	switch x := v.(type) {
-	case int8:
-		return int64(x)
-	case int16:
-		return int64(x)
-	case int32:
-		return int64(x)
-	case int64:
-		return x
-	case uint8:
-		return int64(x)
-	case uint16:
-		return int64(x)
-	case uint32:
-		return int64(x)
-	case uint64:
-		return int64(x)
+	r := reflect.ValueOf(v)
+	switch {
+	case r.CanInt():
+		return r.Int()
+	case r.CanUint():
+		return int64(r.Uint())
 	}
 	panic(fmt.Sprintf("not an integer: %T", v))
 }
@@ -104,7 +95,9 @@ func TestPatchOwnHiddenStateChangesNothing(t *testing.T) {
 				res := call(t, s, "patch", map[string]any{
 					"targets": map[string]any{"tokens": [][]int{seq, seq}}, "site": site,
 					"layers": []int{layer, layer}, "positions": [][]int{{pos}, {pos, 0}},
-					"vectors": h["vectors"]})
+					"vectors": h["vectors"]}) // the handle, borrowed by the call
+				id, _ := refID(h["vectors"].(map[string]any))
+				ReleaseTensor(id)
 				got, shape := floats(t, res["logits"])
 				if !slices.Equal(shape, []int64{2, int64(len(want))}) {
 					t.Fatalf("logits shape %v", shape)

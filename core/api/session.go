@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/simplescope/simplescope/core/batch"
 	"github.com/simplescope/simplescope/core/errs"
 	"github.com/simplescope/simplescope/core/gptj"
 	"github.com/simplescope/simplescope/core/tokenizer"
@@ -20,9 +21,12 @@ import (
 
 // Session is a loaded model with its tokenizer. Its methods are safe for concurrent use.
 type Session struct {
-	Model  *gptj.Model
-	Tok    *tokenizer.Tokenizer // nil when the model folder has no tokenizer
-	TokErr error
+	Model *gptj.Model
+	// Replicas are the model on every device it was loaded on (Replicas[0] is Model):
+	// evaluate, patch and generate split their work over them.
+	Replicas []*gptj.Model
+	Tok      *tokenizer.Tokenizer // nil when the model folder has no tokenizer
+	TokErr   error
 
 	// Calls hold mu for reading; Close takes it for writing, so it waits for calls in flight
 	// and later calls get "the model is closed" instead of touching freed tensors.
@@ -30,9 +34,29 @@ type Session struct {
 	closed bool
 }
 
-// Open loads the model in path on device with dtype, and its tokenizer when present.
+// ParseDevices reads a device list: one device ("cpu", "cuda", "cuda:N") or several separated
+// by commas ("cuda:0,cuda:1"), one model replica each.
+func ParseDevices(s string) ([]torch.Device, error) {
+	var devs []torch.Device
+	for _, part := range strings.Split(s, ",") {
+		d, err := torch.ParseDevice(part)
+		if err != nil {
+			return nil, err
+		}
+		devs = append(devs, d)
+	}
+	for i := 1; i < len(devs); i++ {
+		if devs[i].Type != devs[0].Type {
+			return nil, fmt.Errorf("devices %q: replicas must all be CPU or all CUDA", s)
+		}
+	}
+	return devs, nil
+}
+
+// Open loads the model in path with dtype on device — or on each device of a comma-separated
+// list (ParseDevices), one replica each — and its tokenizer when present.
 func Open(path, device, dtype string) (*Session, error) {
-	dev, err := torch.ParseDevice(device)
+	devs, err := ParseDevices(device)
 	if err != nil {
 		return nil, errs.AsInput(err)
 	}
@@ -50,20 +74,37 @@ func Open(path, device, dtype string) (*Session, error) {
 	if !st.IsDir() {
 		return nil, errs.Input("model path %s is not a folder", path)
 	}
-	if err := torch.CheckDevice(dev); err != nil {
-		return nil, errs.AsInput(err)
-	}
-	m, err := gptj.Load(path, dt, dev)
-	if err != nil {
-		if Status(err) == StatusRuntime {
-			// a broken config, a missing or misshapen tensor, a corrupt file: the input's fault
+	for _, dev := range devs {
+		if err := torch.CheckDevice(dev); err != nil {
 			return nil, errs.AsInput(err)
 		}
-		return nil, err
 	}
-	s := &Session{Model: m}
+	s := &Session{}
+	for _, dev := range devs {
+		m, err := gptj.Load(path, dt, dev)
+		if err != nil {
+			for _, r := range s.Replicas {
+				r.Close()
+			}
+			if Status(err) == StatusRuntime {
+				// a broken config, a missing or misshapen tensor, a corrupt file: the input's fault
+				return nil, errs.AsInput(err)
+			}
+			return nil, err
+		}
+		s.Replicas = append(s.Replicas, m)
+	}
+	s.Model = s.Replicas[0]
 	s.Tok, s.TokErr = tokenizer.Load(tokenizerDir(path))
 	return s, nil
+}
+
+// replicas is the model on every device it was loaded on (a Session made without Open: Model).
+func (s *Session) replicas() []*gptj.Model {
+	if len(s.Replicas) == 0 {
+		return []*gptj.Model{s.Model}
+	}
+	return s.Replicas
 }
 
 // tokenizerDir is path, or the snapshot folder a HF cache repo folder points to (the weights
@@ -84,7 +125,9 @@ func (s *Session) Close() {
 	defer s.mu.Unlock()
 	if !s.closed {
 		s.closed = true
-		s.Model.Close()
+		for _, m := range s.replicas() {
+			m.Close()
+		}
 	}
 }
 
@@ -172,11 +215,18 @@ func Call(ctx context.Context, s *Session, method string, req []byte, progress f
 	// thread, and GEMM results depend on it in the last bits, so without this the same request
 	// could give slightly different numbers depending on which thread serves it.
 	var th struct {
-		NumThreads int `msgpack:"num_threads"`
+		NumThreads     int     `msgpack:"num_threads"`
+		MemoryFraction float64 `msgpack:"memory_fraction"`
 	}
 	if err := decode(req, &th); err != nil {
 		return nil, err
 	}
+	if th.MemoryFraction < 0 || th.MemoryFraction > 1 {
+		return nil, errs.Input("memory_fraction %v out of range [0, 1]", th.MemoryFraction)
+	}
+	// the caller's torch.cuda.set_per_process_memory_fraction, for the batch budgets when the
+	// shim cannot read the allocator's own
+	ctx = batch.WithMemoryFraction(ctx, th.MemoryFraction)
 	if th.NumThreads != 0 {
 		// bounded: the count is process-wide state, and OpenMP aborts the process when it cannot
 		// create the threads asked for
@@ -224,10 +274,19 @@ func (s *Session) config(context.Context, []byte, func(int64, int64)) (any, erro
 		"rotary_dim": c.RotaryDim, "vocab_size": c.VocabSize, "n_positions": c.NPositions,
 		"n_inner": c.NInner, "layer_norm_epsilon": c.LayerNormEps, "activation_function": c.Activation,
 		"bos_token_id": c.BOS, "eos_token_id": c.EOS, "d_head": c.HeadDim(),
-		"dtype": s.Model.DType.String(), "device": s.Model.Device.String(), "path": s.Model.Dir,
+		"dtype": s.Model.DType.String(), "device": s.Model.Device.String(), "devices": s.devices(), "path": s.Model.Dir,
 		"has_tokenizer": s.Tok != nil,
 	}
 	return out, nil
+}
+
+// devices names the device of every replica.
+func (s *Session) devices() []string {
+	var out []string
+	for _, m := range s.replicas() {
+		out = append(out, m.Device.String())
+	}
+	return out
 }
 
 // windows is the per-block sliding window (0: full attention), or nil when no block has one.
@@ -326,13 +385,18 @@ func (s *Session) tokenStrings(_ context.Context, req []byte, _ func(int64, int6
 
 func (s *Session) runWithCache(ctx context.Context, req []byte, _ func(int64, int64)) (any, error) {
 	var r struct {
-		Tokens [][]int  `msgpack:"tokens"`
+		Tokens Tokens   `msgpack:"tokens"` // lists of ids, or an integer tensor argument
 		Names  []string `msgpack:"names"`
+		Arrays bool     `msgpack:"arrays"` // msgpack bin copies instead of tensor handles
 	}
 	if err := decode(req, &r); err != nil {
 		return nil, err
 	}
-	if len(r.Tokens) == 0 {
+	seqs, err := s.tokenLists(r.Tokens, "tokens")
+	if err != nil {
+		return nil, err
+	}
+	if len(seqs) == 0 {
 		return nil, errs.Input("no token sequences given")
 	}
 	L := s.Model.Cfg.NLayer
@@ -349,17 +413,24 @@ func (s *Session) runWithCache(ctx context.Context, req []byte, _ func(int64, in
 		}
 		layers[l] = true
 	}
-	for i, q := range r.Tokens {
+	for i, q := range seqs {
 		if len(q) == 0 {
 			return nil, errs.Input("token sequence %d is empty", i)
 		}
 	}
-	out, err := s.Model.Forward(ctx, r.Tokens, gptj.Request{Full: true})
+	out, err := s.Model.Forward(ctx, seqs, gptj.Request{Full: true})
 	if err != nil {
 		return nil, err
 	}
 	defer out.Close()
-	B, T := int64(len(r.Tokens)), int64(out.T)
+	lengths := make([]int64, len(seqs))
+	for i, q := range seqs {
+		lengths[i] = int64(len(q))
+	}
+	if !r.Arrays {
+		return cacheTensors(out, layers, lengths), nil
+	}
+	B, T := int64(len(seqs)), int64(out.T)
 	logits, err := out.Logits.Float32s()
 	if err != nil {
 		return nil, err
@@ -371,10 +442,6 @@ func (s *Session) runWithCache(ctx context.Context, req []byte, _ func(int64, in
 			return nil, err
 		}
 		cache[SiteName(l)] = F32Array(v, B, T, int64(s.Model.Cfg.NEmbd))
-	}
-	lengths := make([]int64, B)
-	for i, q := range r.Tokens {
-		lengths[i] = int64(len(q))
 	}
 	return map[string]any{
 		"logits":  F32Array(logits, B, T, int64(s.Model.Cfg.VocabSize)),

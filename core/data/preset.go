@@ -40,7 +40,7 @@ func (f Filter) Keep(text string) bool {
 // Filter, optionally reorders them by NumPy's default_rng(Seed).permutation(kept) (what
 // datasets.Dataset.shuffle(seed=Seed) does), then returns the documents Skip … Skip+Take-1
 // of that order (all after Skip when Take is 0). PrependBOS, Positions and Seed are for the
-// evaluation (Seed also seeds the random source positions).
+// evaluation (Seed also seeds the source positions).
 type Preset struct {
 	Name    string
 	MaxDocs int
@@ -49,16 +49,19 @@ type Preset struct {
 	Seed       int64
 	Skip, Take int
 	PrependBOS bool
-	Positions  string // "random": a random source position per document, layer and method
+	// Positions is the evaluation's position mode (core/patchscope): "notebook" (the published
+	// simplescope notebook's draws) or "paper" (the Patchscopes notebook's one position per
+	// document).
+	Positions string
 }
 
 var presets = map[string]Preset{
 	// The published simplescope run (TransformerLens, GPT-J 6B).
 	"seed": {Name: "seed", MaxDocs: 2000, Filter: Filter{MaxWords: 200, MaxChars: 1600},
-		Seed: 42, PrependBOS: true, Positions: "random"},
+		Seed: 42, PrependBOS: true, Positions: "notebook"},
 	// The Patchscopes paper's next-token experiment (next_token_prediction.ipynb, validation split).
 	"paper": {Name: "paper", MaxDocs: 200000, Filter: Filter{MaxWords: 250, MaxChars: 2000},
-		Shuffle: true, Seed: 42, Skip: 10000, Take: 2000, PrependBOS: false, Positions: "random"},
+		Shuffle: true, Seed: 42, Skip: 10000, Take: 2000, PrependBOS: false, Positions: "paper"},
 }
 
 // PresetNames lists the known presets, sorted.

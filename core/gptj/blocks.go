@@ -57,14 +57,19 @@ type Pass struct {
 	Start, End int           // blocks Start … End-1 run, in order (0 <= Start <= End <= n_layer)
 	Sin, Cos   *torch.Tensor // rotary angles of x's positions: (B|1, T, 1, rot/2) each (nil without rotary)
 	Mask       *torch.Tensor // (B|1, 1, T, P+T) bool, true = may attend; nil = attend to all
-	// Pos (B|1, T) int64 holds the positions of x's rows and PastPos (B|1, P) those of Past's
-	// keys. Only blocks with a sliding window read them (a key Cfg.Window(l) or more positions
-	// behind its query is hidden, on top of Mask); RunBlocks fails when such a block runs
-	// without them (PastPos is needed only with a non-empty Past).
+	// Pos (B|1, T) int64 holds the positions of x's rows and PastPos (B|1, P0+P) those of the
+	// keys attended before them (Shared's, then Past's). Only blocks with a sliding window read
+	// them (a key Cfg.Window(l) or more positions behind its query is hidden, on top of Mask);
+	// RunBlocks fails when such a block runs without them (PastPos is needed only with cached
+	// keys).
 	Pos, PastPos *torch.Tensor
 	// Past holds the K/V of P earlier positions per block, which x's queries attend to before
-	// its own keys. Batch 1 is broadcast over x's B rows (expanded, not copied); else batch B.
+	// its own keys. Batch 1 is shared by x's B rows (attended as it is, never expanded or
+	// copied per row); else batch B.
 	Past *KV
+	// Shared (optional) holds the K/V of P0 positions before Past, batch 1, shared by every row
+	// (a target prefix under a per-row generation cache). The mask then covers P0+P+T keys.
+	Shared *KV
 	// CollectKV returns this pass's own K/V (B, H, T, D) for every block run (a prefix cache, a
 	// generation step's new entries — append them to a cache with Cat along dim 2).
 	CollectKV bool
@@ -104,6 +109,10 @@ func (m *Model) RunBlocks(ctx context.Context, s *torch.Scope, x *torch.Tensor, 
 	if p.CollectKV {
 		kv = &KV{K: make([]*torch.Tensor, m.Cfg.NLayer), V: make([]*torch.Tensor, m.Cfg.NLayer)}
 	}
+	// Nothing in this loop moves data between host and device (docs/design.md §2): index
+	// tensors are uploaded before it and results read after it. The mark lets the shim's
+	// transfer counters check that (torch.TransferCounts).
+	defer torch.HotLoop()()
 	for l := p.Start; l < p.End; l++ {
 		err := ctxErr(ctx)
 		var y *torch.Tensor
@@ -137,25 +146,25 @@ func (m *Model) windowMasks(s *torch.Scope, p *Pass) (map[int]*torch.Tensor, err
 	kpos := p.Pos
 	hasPast := false
 	for l := p.Start; l < p.End; l++ {
-		if k, _ := p.Past.at(l); k != nil {
-			hasPast = true
-		}
+		k0, _ := p.Shared.at(l)
+		k1, _ := p.Past.at(l)
+		hasPast = hasPast || k0 != nil || k1 != nil
 	}
 	if hasPast {
 		if p.PastPos == nil {
-			return nil, fmt.Errorf("gptj: blocks [%d, %d) have a sliding window: a pass with a past K/V needs Pass.PastPos", p.Start, p.End)
+			return nil, fmt.Errorf("gptj: blocks [%d, %d) have a sliding window: a pass with cached keys needs Pass.PastPos", p.Start, p.End)
 		}
 		pp, qp := p.PastPos, p.Pos
 		if a, b := pp.Shape(), qp.Shape(); len(a) == 2 && len(b) == 2 && a[0] != b[0] {
 			n := max(a[0], b[0])
 			pp, qp = s.Expand(pp, n, -1), s.Expand(qp, n, -1)
 		}
-		kpos = s.Cat([]*torch.Tensor{pp, qp}, 1) // (B|1, P+T)
+		kpos = s.Cat([]*torch.Tensor{pp, qp}, 1) // (B|1, P0+P+T)
 	}
 	masks := map[int]*torch.Tensor{}
 	for l := p.Start; l < p.End; l++ {
 		if w := m.Cfg.Window(l); w > 0 && masks[w] == nil {
-			masks[w] = s.WindowMask(p.Mask, p.Pos, kpos, int64(w)) // (B|1, 1, T, P+T)
+			masks[w] = s.WindowMask(p.Mask, p.Pos, kpos, int64(w)) // (B|1, 1, T, P0+P+T)
 		}
 	}
 	if kpos != p.Pos {
@@ -165,22 +174,23 @@ func (m *Model) windowMasks(s *torch.Scope, p *Pass) (map[int]*torch.Tensor, err
 }
 
 // hookedBlock runs p.Pre, block l (attending under mask) and p.Post on x (B, T, C) in a scope of
-// its own, stores the
-// block's K/V in kv (if not nil), and returns the residual leaving it (B, T, C), which the caller
-// owns.
+// its own, stores the block's K/V in kv (if not nil), and returns the residual leaving it
+// (B, T, C), which the caller owns.
 func (m *Model) hookedBlock(l int, x *torch.Tensor, p *Pass, mask *torch.Tensor, kv *KV) (*torch.Tensor, error) {
 	bs := torch.NewScope()
 	defer bs.Close()
 	if p.Pre != nil {
 		x = p.Pre(bs, l, x)
 	}
-	pastK, pastV := p.Past.at(l)
-	y, k, v := m.blockForward(bs, l, x, p.Sin, p.Cos, pastK, pastV, mask) // (B, T, C), (B, Hkv, T, D) ×2
+	var parts kvParts
+	parts.add(p.Shared.at(l))
+	parts.add(p.Past.at(l))
+	y, k, v := m.blockForward(bs, l, x, p.Sin, p.Cos, parts, mask) // (B, T, C), (B, Hkv, T, D) ×2
 	if kv != nil {
 		kv.K[l] = bs.Keep(bs.Contiguous(k))
 		kv.V[l] = bs.Keep(bs.Contiguous(v))
 	}
-	if p.Post != nil {
+	if p.Post != nil && bs.Err() == nil { // hooks see a residual, never the nil of a failed block
 		y = p.Post(bs, l, y)
 	}
 	if err := bs.Err(); err != nil {
@@ -199,11 +209,22 @@ func ctxErr(ctx context.Context) error {
 	return nil
 }
 
+// kvParts are the cached keys and values a block's queries attend to before their own, in order
+// (a shared prefix, a per-row cache), each (1|B, Hkv, P_i, D).
+type kvParts struct{ k, v []*torch.Tensor }
+
+func (ps *kvParts) add(k, v *torch.Tensor) {
+	if k != nil {
+		ps.k, ps.v = append(ps.k, k), append(ps.v, v)
+	}
+}
+
 // blockForward runs block l on x (B, T, C), the way m.Cfg.Family says. sin/cos
-// (B|1, T, 1, rot/2) or nil without rotary. pastK/pastV (Bp, Hkv, P, D) with Bp = 1 (shared
-// prefix, broadcast) or B, or nil. mask (B|1, 1, T, P+T) bool or nil (all allowed). It returns
-// the block output (B, T, C) and this call's K, V (B, Hkv, T, D).
-func (m *Model) blockForward(s *torch.Scope, l int, x, sin, cos, pastK, pastV, mask *torch.Tensor) (out, k, v *torch.Tensor) {
+// (B|1, T, 1, rot/2) or nil without rotary. past: the cached K/V parts attended before x's own
+// keys, each (1|B, Hkv, P_i, D) — a part of batch 1 is shared by every row without being copied
+// per row. mask (B|1, 1, T, ΣP_i+T) bool or nil (all allowed). It returns the block output
+// (B, T, C) and this call's K, V (B, Hkv, T, D).
+func (m *Model) blockForward(s *torch.Scope, l int, x, sin, cos *torch.Tensor, past kvParts, mask *torch.Tensor) (out, k, v *torch.Tensor) {
 	b := &m.blocks[l]
 	cfg := m.Cfg
 	fam := &cfg.Family
@@ -226,7 +247,7 @@ func (m *Model) blockForward(s *torch.Scope, l int, x, sin, cos, pastK, pastV, m
 	if l < len(cfg.AttnScale) && cfg.AttnScale[l] != 1 {
 		q = s.MulScalar(q, cfg.AttnScale[l])
 	}
-	a := m.attendGrouped(s, q, k, v, pastK, pastV, mask)                // (B, H, T, D)
+	a := m.attendGrouped(s, q, k, v, past, mask)                        // (B, H, T, D)
 	a = s.Linear(s.Reshape(s.Transpose(a, 1, 2), B, T, H*D), b.o, b.oB) // (B, T, C)
 	switch fam.Residual {
 	case ParallelOneNorm: // GPT-J: attn + mlp + x, both reading h
@@ -307,17 +328,20 @@ func (m *Model) act(s *torch.Scope, x *torch.Tensor) *torch.Tensor {
 	return s.GeluTanh(x) // gelu_new, gelu_pytorch_tanh, gelu_fast
 }
 
-// attendGrouped is attend for grouped-query attention: k, v and the past (…, Hkv, …, D) are
-// repeated to the H query heads first (HF's repeat_kv: key/value head j serves query heads
-// j·H/Hkv … (j+1)·H/Hkv − 1); without grouping it is attend itself.
-func (m *Model) attendGrouped(s *torch.Scope, q, k, v, pastK, pastV, mask *torch.Tensor) *torch.Tensor {
+// attendGrouped is attend for grouped-query attention: k, v and the cached parts (…, Hkv, …, D)
+// are repeated to the H query heads first (HF's repeat_kv: key/value head j serves query heads
+// j·H/Hkv … (j+1)·H/Hkv − 1; a shared part of batch 1 is repeated at batch 1, once per block);
+// without grouping it is attend itself.
+func (m *Model) attendGrouped(s *torch.Scope, q, k, v *torch.Tensor, past kvParts, mask *torch.Tensor) *torch.Tensor {
 	if g := int64(m.Cfg.NHead / m.Cfg.KVHeads()); g > 1 {
 		k, v = repeatKV(s, k, g), repeatKV(s, v, g)
-		if pastK != nil {
-			pastK, pastV = repeatKV(s, pastK, g), repeatKV(s, pastV, g)
+		var rep kvParts
+		for i := range past.k {
+			rep.add(repeatKV(s, past.k[i], g), repeatKV(s, past.v[i], g))
 		}
+		past = rep
 	}
-	return m.attend(s, q, k, v, pastK, pastV, mask)
+	return m.attend(s, q, k, v, past, mask)
 }
 
 // repeatKV turns x (B, Hkv, T, D) into (B, Hkv·g, T, D), each head repeated g times in place.
@@ -331,24 +355,17 @@ func repeatKV(s *torch.Scope, x *torch.Tensor, g int64) *torch.Tensor {
 	return s.Reshape(e, sh[0], sh[1]*g, sh[2], sh[3])
 }
 
-// attend is block attention: q (B, H, T, D) attends to pastK/pastV (Bp, H|Hkv, P, D) with Bp = 1
-// (a shared prefix, broadcast) or B, or nil, followed by k, v (B, H|Hkv, T, D); mask
-// (B|1, 1, T, P+T) bool or nil (all allowed). It returns (B, H, T, D).
-func (m *Model) attend(s *torch.Scope, q, k, v, pastK, pastV, mask *torch.Tensor) *torch.Tensor {
-	var B int64
-	if sh := q.Shape(); sh != nil {
-		B = sh[0]
+// attend is block attention: q (B, H, T, D) attends to the cached parts (each (1|B, H, P_i, D))
+// then to its own k, v (B, H, T, D); mask (B|1, 1, T, ΣP_i+T) bool or nil (all allowed). It
+// returns (B, H, T, D).
+func (m *Model) attend(s *torch.Scope, q, k, v *torch.Tensor, past kvParts, mask *torch.Tensor) *torch.Tensor {
+	var a *torch.Tensor
+	if len(past.k) == 0 {
+		a = s.Attention(q, k, v, mask) // (B, H, T, D); at::scaled_dot_product_attention on CUDA
+	} else {
+		// the cached parts and the own keys attended jointly, without concatenating them: a
+		// shared prefix is not copied once per row
+		a = s.AttentionParts(q, append(past.k, k), append(past.v, v), mask)
 	}
-	kAll, vAll := k, v
-	if pastK != nil {
-		pk, pv := pastK, pastV
-		if ps := pastK.Shape(); ps != nil && ps[0] != B {
-			pk = s.Expand(pastK, B, -1, -1, -1) // (1, H, P, D) -> (B, H, P, D), a view
-			pv = s.Expand(pastV, B, -1, -1, -1)
-		}
-		kAll = s.Cat([]*torch.Tensor{pk, k}, 2) // (B, H, P+T, D)
-		vAll = s.Cat([]*torch.Tensor{pv, v}, 2)
-	}
-	a := s.Attention(q, kAll, vAll, mask) // (B, H, T, D)
 	return a
 }

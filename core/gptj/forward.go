@@ -3,6 +3,7 @@ package gptj
 import (
 	"context"
 	"fmt"
+	"sort"
 
 	"github.com/simplescope/simplescope/core/errs"
 	"github.com/simplescope/simplescope/core/torch"
@@ -125,15 +126,50 @@ func (m *Model) head(s *torch.Scope, x *torch.Tensor) *torch.Tensor {
 	return y
 }
 
-// rows gathers x (B, T, C) at points -> (P, C).
-func (m *Model) rows(s *torch.Scope, x *torch.Tensor, pts []Point, in *batchInput) *torch.Tensor {
-	idx := make([]int64, len(pts))
-	for i, p := range pts {
-		idx[i] = int64(p.Seq*in.T + in.offset[p.Seq] + p.Pos)
+// rows gathers x (B, T, C) at the flat row indices idx (P) int64 -> (P, C).
+func (m *Model) rows(s *torch.Scope, x, idx *torch.Tensor, in *batchInput) *torch.Tensor {
+	return s.IndexSelect(s.Reshape(x, int64(in.B*in.T), -1), 0, idx)
+}
+
+// pointIndex uploads the flat row index (b·T + offset + pos) of every point a pass keeps — the
+// residual points of each layer, then the logit points — in one transfer before the block loop,
+// and returns a view per layer and the logit points' view (nil when there are none).
+func (m *Model) pointIndex(s *torch.Scope, req Request, in *batchInput) (map[int]*torch.Tensor, *torch.Tensor) {
+	layers := make([]int, 0, len(req.Resid))
+	for l, pts := range req.Resid {
+		if len(pts) > 0 {
+			layers = append(layers, l)
+		}
 	}
-	flat := s.Reshape(x, int64(in.B*in.T), -1)
-	it := torch.ScopeFromSlice(s, idx, []int64{int64(len(idx))}, torch.Int64, m.Device)
-	return s.IndexSelect(flat, 0, it)
+	sort.Ints(layers)
+	var idx []int64
+	add := func(pts []Point) (start, n int64) {
+		start = int64(len(idx))
+		for _, p := range pts {
+			idx = append(idx, int64(p.Seq*in.T+in.offset[p.Seq]+p.Pos))
+		}
+		return start, int64(len(pts))
+	}
+	type span struct{ start, n int64 }
+	spans := map[int]span{}
+	for _, l := range layers {
+		a, n := add(req.Resid[l])
+		spans[l] = span{a, n}
+	}
+	la, ln := add(req.LogitPoints)
+	if len(idx) == 0 {
+		return nil, nil
+	}
+	all := torch.ScopeFromSlice(s, idx, []int64{int64(len(idx))}, torch.Int64, m.Device)
+	views := map[int]*torch.Tensor{}
+	for l, sp := range spans {
+		views[l] = s.Narrow(all, 0, sp.start, sp.n)
+	}
+	var logits *torch.Tensor
+	if ln > 0 {
+		logits = s.Narrow(all, 0, la, ln)
+	}
+	return views, logits
 }
 
 func (m *Model) checkPoints(seqs [][]int, pts []Point, what string) error {
@@ -169,11 +205,16 @@ func (m *Model) Forward(ctx context.Context, seqs [][]int, req Request) (out *Ou
 		return nil, err
 	}
 	out = &Output{Resid: map[int]*torch.Tensor{}, T: in.T, Offset: in.offset}
-	keep := func(s *torch.Scope, l int, x *torch.Tensor) *torch.Tensor {
+	var residIdx map[int]*torch.Tensor
+	var logitIdx *torch.Tensor
+	if !req.Full {
+		residIdx, logitIdx = m.pointIndex(s, req, in) // uploaded once, before the block loop
+	}
+	keep := func(bs *torch.Scope, l int, x *torch.Tensor) *torch.Tensor {
 		if req.Full {
-			out.Resid[l] = s.Keep(s.Contiguous(x)) // (B, T, C)
-		} else if pts := req.Resid[l]; len(pts) > 0 {
-			out.Resid[l] = s.Keep(m.rows(s, x, pts, in)) // (len(pts), C)
+			out.Resid[l] = bs.Keep(bs.Contiguous(x)) // (B, T, C)
+		} else if idx := residIdx[l]; idx != nil {
+			out.Resid[l] = bs.Keep(m.rows(bs, x, idx, in)) // (len(pts), C)
 		}
 		return x
 	}
@@ -184,7 +225,7 @@ func (m *Model) Forward(ctx context.Context, seqs [][]int, req Request) (out *Ou
 	if req.Full {
 		out.Logits = s.Keep(m.head(s, x)) // (B, T, V)
 	} else if len(req.LogitPoints) > 0 {
-		out.Logits = s.Keep(m.head(s, m.rows(s, x, req.LogitPoints, in))) // (len(LogitPoints), V)
+		out.Logits = s.Keep(m.head(s, m.rows(s, x, logitIdx, in))) // (len(LogitPoints), V)
 	}
 	if err := s.Err(); err != nil {
 		out.Close()
@@ -261,7 +302,7 @@ func (m *Model) Continue(ctx context.Context, h *torch.Tensor, start int, prefix
 }
 
 // LogitsAt returns the float32 logits of token tok[i] at row i of x (N, C), a residual after
-// the last block: (ln_f(x) · W[tok] + b[tok]) without the (N, V) projection.
+// the last block: (norm(x) · W[tok] + b[tok]) without the (N, V) projection.
 func (m *Model) LogitsAt(s *torch.Scope, x, tok *torch.Tensor) *torch.Tensor {
 	z := m.norm(s, x, m.lnfW, m.lnfB)   // (N, C)
 	w := s.IndexSelect(m.headW, 0, tok) // (N, C)

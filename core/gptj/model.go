@@ -480,7 +480,11 @@ func ropeFreqs(rot int, theta float64) []float32 {
 // invFreq is the config's rotary frequencies with its scaling (transformers'
 // ROPE_INIT_FUNCTIONS: default, linear, llama3).
 func invFreq(c Config) []float32 {
-	inv := ropeFreqs(c.RotaryDim, c.RopeTheta)
+	theta := c.RopeTheta
+	if theta == 0 {
+		theta = 10000 // a Config made by hand for GPT-J
+	}
+	inv := ropeFreqs(c.RotaryDim, theta)
 	r := c.Rope
 	switch r.Type {
 	case "linear":

@@ -1,6 +1,8 @@
 package patching
 
 import (
+	"fmt"
+
 	"github.com/simplescope/simplescope/core/gptj"
 	"github.com/simplescope/simplescope/core/torch"
 )
@@ -107,6 +109,10 @@ func (w *writer) hook(s *torch.Scope, l int, x *torch.Tensor) *torch.Tensor {
 		return x
 	}
 	shape := x.Shape() // (B, T, C)
+	if len(shape) != 3 {
+		s.Fail(fmt.Errorf("patch at block %d: residual of shape %v", l, shape))
+		return nil
+	}
 	flat := s.Reshape(x, shape[0]*shape[1], shape[2])
 	return s.Reshape(s.IndexCopy(flat, 0, wr.at, wr.src), shape...)
 }

@@ -24,38 +24,37 @@ type GenOptions struct {
 // prompt pass only, every new token attends to the patched keys and values. It returns the new
 // tokens of each row.
 func Generate(ctx context.Context, m *gptj.Model, rows []Row, vecs *torch.Tensor, site Site, opt GenOptions) ([][]int, Stats, error) {
-	var st Stats
+	return GenerateOn(ctx, []*gptj.Model{m}, rows, vecs, site, opt)
+}
+
+// GenerateOn is Generate with the batches split over replicas of one model (ms[0]'s device
+// holds vecs): the tokens equal one replica's (replicas.go). opt.Stop may be called from several
+// goroutines at once.
+func GenerateOn(ctx context.Context, ms []*gptj.Model, rows []Row, vecs *torch.Tensor, site Site, opt GenOptions) ([][]int, Stats, error) {
+	m := ms[0]
 	if err := checkGen(m, rows, vecs, opt); err != nil {
-		return nil, st, err
+		return nil, Stats{}, err
 	}
-	opt.defaults(m)
+	opt.defaults(ctx, m)
+	f, err := newFleet(ms, vecs)
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	defer f.close()
 	out := make([][]int, len(rows))
-	done := int64(0)
-	for _, j := range plan(rows, site, false) {
-		err := runJob(ctx, m, j, func(prefix *gptj.Prefix) error {
-			size := max(1, min(opt.Rows, opt.Tokens/max(1, maxLen(rows, j.rows)+opt.MaxNew)))
-			retries, err := opt.inBatches(ctx, len(j.rows), size, func(lo, hi int) error {
-				d := decoder{m: m, rows: rows, idx: j.rows[lo:hi], opt: &opt}
-				if err := d.run(ctx, vecs, site, j.prefixLen, prefix); err != nil {
-					return err
-				}
-				for b, i := range d.idx {
-					out[i] = d.tokens[b]
-				}
-				st.Batches++
-				done += int64(hi - lo)
-				if opt.Progress != nil {
-					opt.Progress(done, int64(len(rows)))
-				}
-				return nil
-			})
-			st.Retries += retries
+	size := func(j job) int { return max(1, min(opt.Rows, opt.Tokens/max(1, maxLen(rows, j.rows)+opt.MaxNew))) }
+	st, err := runJobs(ctx, f, plan(rows, site, false), len(rows), &opt.Options, size, func(ctx context.Context, k int, j job, prefix *gptj.Prefix, idx []int) error {
+		d := decoder{m: ms[k], rows: rows, idx: idx, opt: &opt}
+		if err := d.run(ctx, f.vecs[k], site, j.prefixLen, prefix); err != nil {
 			return err
-		})
-		if err != nil {
-			return nil, st, err
 		}
-		st.PrefixPasses++
+		for b, i := range idx { // rows of this batch only: no other batch writes them
+			out[i] = d.tokens[b]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, st, err
 	}
 	return out, st, nil
 }
@@ -91,11 +90,12 @@ type decoder struct {
 	tokens [][]int // new tokens per batch row
 
 	s      *torch.Scope
-	active []int     // batch rows still generating, in cache order
-	next   []int     // per batch row, the absolute position of its next token
-	valid  [][]bool  // per cache row, which cached keys are real (not padding)
-	keyPos [][]int64 // per cache row, the position of each cached key (read by sliding windows)
-	cache  gptj.KV   // (A, Hkv, K, D) per block: the active rows' keys and values
+	active []int        // batch rows still generating, in cache order
+	next   []int        // per batch row, the absolute position of its next token
+	valid  [][]bool     // per cache row, which keys are real (not padding): the prefix's, then the cache's
+	keyPos [][]int64    // per cache row, the position of each of those keys (read by sliding windows)
+	prefix *gptj.Prefix // the shared target prefix (1, Hkv, P, D) per block, attended by every row uncopied
+	cache  gptj.KV      // (A, Hkv, K-P, D) per block: the active rows' own keys and values after the prefix
 }
 
 // run does the prompt pass (with the writes) and the decode steps.
@@ -119,8 +119,9 @@ func (d *decoder) run(ctx context.Context, vecs *torch.Tensor, site Site, P int,
 	}
 }
 
-// prompt runs the targets' tails after prefix with vecs written in, keeps every block's K/V
-// (prefix and tail) as the cache, and returns the logits (B, V) at each row's last token.
+// prompt runs the targets' tails after prefix with vecs written in, keeps every block's tail K/V
+// as the cache (the prefix stays shared, batch 1), and returns the logits (B, V) at each row's
+// last token.
 func (d *decoder) prompt(ctx context.Context, vecs *torch.Tensor, site Site, P int, prefix *gptj.Prefix) *torch.Tensor {
 	s, m := d.s, d.m
 	B := len(d.idx)
@@ -142,7 +143,6 @@ func (d *decoder) prompt(ctx context.Context, vecs *torch.Tensor, site Site, P i
 		s.Fail(err)
 		return nil
 	}
-	defer kv.Close()
 	d.valid = tb.valid
 	d.keyPos = make([][]int64, B)
 	for b := range d.keyPos { // the prefix and the tail slots: key k sits at position k
@@ -151,24 +151,12 @@ func (d *decoder) prompt(ctx context.Context, vecs *torch.Tensor, site Site, P i
 			d.keyPos[b][k] = int64(k)
 		}
 	}
+	d.prefix = prefix
 	d.cache = gptj.KV{K: make([]*torch.Tensor, m.Cfg.NLayer), V: make([]*torch.Tensor, m.Cfg.NLayer)}
 	for l := range m.Cfg.NLayer {
-		d.cache.K[l] = d.withPrefix(prefix.K[l], &kv.K[l], B) // (B, H, P+T, D)
-		d.cache.V[l] = d.withPrefix(prefix.V[l], &kv.V[l], B)
+		d.cache.K[l], d.cache.V[l] = s.Own(kv.K[l], nil), s.Own(kv.V[l], nil) // (B, H, T, D)
 	}
 	return logits
-}
-
-// withPrefix returns cat(prefix (1, H, P, D) broadcast to B rows, *tail (B, H, T, D)) in d.s;
-// without a prefix it takes *tail itself (setting *tail to nil).
-func (d *decoder) withPrefix(pre *torch.Tensor, tail **torch.Tensor, B int) *torch.Tensor {
-	if pre == nil {
-		t := *tail
-		*tail = nil
-		return d.s.Own(t, nil)
-	}
-	e := d.s.Expand(pre, int64(B), -1, -1, -1)
-	return d.s.Cat([]*torch.Tensor{e, *tail}, 2)
 }
 
 // append records the chosen token of every active row and drops the rows that end (EOS, a stop,
@@ -251,7 +239,7 @@ func (d *decoder) step(ctx context.Context) *torch.Tensor {
 	x := m.Embed(ss, torch.ScopeFromSlice(ss, ids, []int64{int64(A), 1}, torch.Int64, dev), posT) // (A, 1, C)
 	sin, cos := m.Angles(ss, posT)
 	maskT := torch.ScopeFromSlice(ss, mask, []int64{int64(A), 1, 1, int64(K + 1)}, torch.Bool, dev)
-	p := gptj.Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: maskT, Past: &d.cache, CollectKV: true}
+	p := gptj.Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: maskT, Shared: &d.prefix.KV, Past: &d.cache, CollectKV: true}
 	if windowed {
 		p.Pos, p.PastPos = posT, torch.ScopeFromSlice(ss, pastPos, []int64{int64(A), int64(K)}, torch.Int64, dev)
 	}

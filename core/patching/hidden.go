@@ -25,7 +25,7 @@ func HiddenStates(ctx context.Context, m *gptj.Model, reads []Read, opt Options)
 	if err := checkReads(m, reads); err != nil {
 		return nil, st, err
 	}
-	opt.defaults(m)
+	opt.defaults(ctx, m)
 	prompts, of := distinctPrompts(reads)
 	byLen := make([]int, len(prompts)) // prompt indices, longest first
 	for i := range byLen {

@@ -15,11 +15,15 @@ type Options struct {
 	Rows     int                     // rows per batch
 	Tokens   int                     // padded tokens per tail batch
 	Progress func(done, total int64) // rows finished so far, of all rows (may be nil)
+	// Deterministic fixes the default batch sizes (those of the device type) instead of
+	// deriving the token budget from the device's free memory: batch composition, and so the
+	// results bit for bit on one device and dtype, do not depend on what else the device holds.
+	Deterministic bool
 
 	limit int // items per batch at most once a batch ran out of memory (batch.RetryHalving)
 }
 
-func (o *Options) defaults(m *gptj.Model) {
+func (o *Options) defaults(ctx context.Context, m *gptj.Model) {
 	onGPU := m.Device.Type == torch.DevCUDA
 	if o.Rows <= 0 {
 		o.Rows = 512
@@ -31,6 +35,11 @@ func (o *Options) defaults(m *gptj.Model) {
 		o.Tokens = 8192
 		if onGPU {
 			o.Tokens = 65536
+		}
+		if !o.Deterministic {
+			if budget, ok := batch.DeviceBudget(ctx, m.Device); ok {
+				o.Tokens = batch.Tokens(budget, m.Cfg.NEmbd, m.DType.Size())
+			}
 		}
 	}
 }
@@ -51,55 +60,66 @@ type Stats struct {
 // Patch writes vecs[i] (N, C; the model's dtype and device) into rows[i] and returns the
 // next-token logits at the last position of every target, (N, V) float32, in row order.
 func Patch(ctx context.Context, m *gptj.Model, rows []Row, vecs *torch.Tensor, site Site, opt Options) (*torch.Tensor, Stats, error) {
-	var st Stats
+	return PatchOn(ctx, []*gptj.Model{m}, rows, vecs, site, opt)
+}
+
+// PatchOn is Patch with the batches split over replicas of one model (ms[0]'s device holds vecs
+// and the result): the results equal one replica's (replicas.go).
+func PatchOn(ctx context.Context, ms []*gptj.Model, rows []Row, vecs *torch.Tensor, site Site, opt Options) (*torch.Tensor, Stats, error) {
+	m := ms[0]
 	if err := checkVectors(m, vecs, len(rows)); err != nil {
-		return nil, st, err
+		return nil, Stats{}, err
 	}
 	if err := CheckRows(m, rows, "targets"); err != nil {
-		return nil, st, err
+		return nil, Stats{}, err
 	}
-	opt.defaults(m)
+	opt.defaults(ctx, m)
+	f, err := newFleet(ms, vecs)
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	defer f.close()
 	s := torch.NewScope()
 	defer s.Close()
 	var pieces []*torch.Tensor // (n_j, V) per batch
 	var order []int64          // the row of each piece row
-	done := int64(0)
-	for _, j := range plan(rows, site, true) {
-		err := runJob(ctx, m, j, func(prefix *gptj.Prefix) error {
-			size := opt.Rows
-			if j.start < 0 {
-				size = max(1, min(opt.Rows, opt.Tokens/max(1, len(j.target)+maxLen(rows, j.rows)-2*j.prefixLen)))
-			}
-			retries, err := opt.inBatches(ctx, len(j.rows), size, func(lo, hi int) error {
-				idx := j.rows[lo:hi]
-				lg, err := patchBatch(ctx, m, rows, idx, vecs, site, j, prefix)
-				if err != nil {
-					return err
-				}
-				pieces = append(pieces, s.Own(lg, nil))
-				for _, i := range idx {
-					order = append(order, int64(i))
-				}
-				st.Batches++
-				done += int64(len(idx))
-				if opt.Progress != nil {
-					opt.Progress(done, int64(len(rows)))
-				}
-				return nil
-			})
-			st.Retries += retries
-			return err
-		})
-		if err != nil {
-			return nil, st, err
+	size := func(j job) int {
+		if j.start >= 0 { // continuations: one position per row
+			return opt.Rows
 		}
-		st.PrefixPasses++
+		return max(1, min(opt.Rows, opt.Tokens/max(1, maxLen(rows, j.rows)-j.prefixLen)))
+	}
+	st, err := runJobs(ctx, f, plan(rows, site, true), len(rows), &opt, size, func(ctx context.Context, k int, j job, prefix *gptj.Prefix, idx []int) error {
+		lg, err := patchBatch(ctx, ms[k], rows, idx, f.vecs[k], site, j, prefix)
+		if err != nil {
+			return err
+		}
+		if ms[k].Device != m.Device { // the result lives on the first replica's device
+			ts := torch.NewScope()
+			moved := ts.Keep(ts.To(lg, torch.Float32, m.Device))
+			ts.Close()
+			lg.Close()
+			if moved == nil {
+				return fmt.Errorf("logits to %s: %w", m.Device, ts.Err())
+			}
+			lg = moved
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		pieces = append(pieces, s.Own(lg, nil))
+		for _, i := range idx {
+			order = append(order, int64(i))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, st, err
 	}
 	return inRowOrder(s, pieces, order), st, s.Err()
 }
 
-// runJob computes the job's shared prefix, runs f with it and frees it.
-func runJob(ctx context.Context, m *gptj.Model, j job, f func(*gptj.Prefix) error) error {
+// withPrefix computes the job's shared prefix, runs f with it and frees it.
+func withPrefix(ctx context.Context, m *gptj.Model, j job, f func(*gptj.Prefix) error) error {
 	prefix, err := m.ComputePrefix(ctx, j.target[:j.prefixLen])
 	if err != nil {
 		return fmt.Errorf("target prefix: %w", err)

@@ -11,35 +11,84 @@ import (
 	"github.com/simplescope/simplescope/core/torch"
 )
 
-// Evaluate runs every method at every requested layer for every prompt.
+// Evaluate runs every method at every requested layer for every prompt. A prompt of no tokens,
+// and in PosPaper mode a prompt too short for the position range, is skipped, not an error: its
+// rows are NaN, Result.SkippedEmpty / SkippedShort list it, and it takes no position draw, so
+// every other prompt's values are those of the same request without it.
 func Evaluate(ctx context.Context, m *gptj.Model, req Request) (*Result, error) {
+	return EvaluateOn(ctx, []*gptj.Model{m}, req)
+}
+
+// EvaluateOn is Evaluate with the work split over replicas of one model (one per device, the
+// same weights and dtype): chunk i of the prompts runs on replica i mod len(ms), each replica with
+// its target prefixes of its own, so every chunk is computed as one device computes it and the
+// results equal Evaluate's on one replica (bit for bit on devices of one kind with the same batch
+// sizes: Deterministic, or given sizes). Stats add up the replicas' work; Seconds is wall time.
+func EvaluateOn(ctx context.Context, ms []*gptj.Model, req Request) (*Result, error) {
 	t0 := time.Now()
-	L := m.Cfg.NLayer
+	if len(ms) == 0 {
+		return nil, fmt.Errorf("evaluate: no model")
+	}
+	L := ms[0].Cfg.NLayer
 	if req.Layers == nil {
 		for l := 0; l < L; l++ {
 			req.Layers = append(req.Layers, l)
 		}
 	}
-	if err := req.validate(L, m.Cfg.VocabSize, m.Cfg.NPositions); err != nil {
+	if err := req.validate(L, ms[0].Cfg.VocabSize, ms[0].Cfg.NPositions); err != nil {
 		return nil, err
 	}
-	e := &engine{m: m, req: &req, L: L}
-	e.defaults()
+	kept, empty, short := req.partition()
+	sub := req.subset(kept)
+	sub.planPositions()
+	var res *Result
+	var err error
+	if len(ms) > 1 {
+		res, err = evaluateReplicas(ctx, ms, sub)
+	} else {
+		res, err = evaluate(ctx, ms[0], sub)
+	}
+	if err != nil {
+		return nil, err
+	}
+	res = res.expand(len(req.Prompts), kept)
+	res.SkippedEmpty, res.SkippedShort = empty, short
+	res.Stats.Seconds = time.Since(t0).Seconds()
+	return res, nil
+}
+
+// evaluate runs a validated request whose prompts all have tokens and whose positions are planned.
+func evaluate(ctx context.Context, m *gptj.Model, req Request) (*Result, error) {
+	e := &engine{m: m, req: &req, L: m.Cfg.NLayer}
+	e.defaults(ctx)
 	e.res = e.allocate()
+	st := &e.res.Stats
+	st.BatchTokens, st.PatchRows, st.ChunkPrompts = e.batchTok, e.rows, e.chunk
+	if len(req.Prompts) == 0 {
+		return e.res, nil
+	}
+	if err := e.run(ctx, 0, 1); err != nil {
+		return nil, err
+	}
+	st.PatchRowsFinal, st.SourceBatchCap = e.rows, e.srcLimit
+	return e.res, nil
+}
+
+// run computes the target prefixes and evaluates chunks k, k+n, k+2n, … of the prompts.
+func (e *engine) run(ctx context.Context, k, n int) error {
 	defer e.closePrefixes()
 	if err := e.prefixPass(ctx); err != nil {
-		return nil, err
+		return err
 	}
-	for lo := 0; lo < len(req.Prompts); lo += e.chunk {
+	for lo := k * e.chunk; lo < len(e.req.Prompts); lo += n * e.chunk {
 		if err := cancelled(ctx); err != nil {
-			return nil, err
+			return err
 		}
-		if err := e.evalChunk(ctx, lo, min(lo+e.chunk, len(req.Prompts))); err != nil {
-			return nil, err
+		if err := e.evalChunk(ctx, lo, min(lo+e.chunk, len(e.req.Prompts))); err != nil {
+			return err
 		}
 	}
-	e.res.Stats.Seconds = time.Since(t0).Seconds()
-	return e.res, nil
+	return nil
 }
 
 // engine is one evaluation: the request, the batch sizes (halved on out-of-memory), each patch
@@ -58,7 +107,10 @@ type engine struct {
 	total    int64 // items to decode
 }
 
-func (e *engine) defaults() {
+// defaults fills in the batch sizes the request leaves at 0: fixed per device type, except the
+// source batches' token budget, which follows the device's memory budget (batch.DeviceBudget)
+// unless the request is Deterministic.
+func (e *engine) defaults(ctx context.Context) {
 	e.chunk, e.batchTok, e.rows = e.req.ChunkPrompts, e.req.BatchTokens, e.req.PatchRows
 	onGPU := e.m.Device.Type == torch.DevCUDA
 	if e.chunk <= 0 {
@@ -71,10 +123,10 @@ func (e *engine) defaults() {
 		e.batchTok = 2048 // on the CPU larger batches gain nothing and delay cancellation
 		if onGPU {
 			e.batchTok = 32768
-			if free, _, err := torch.CUDAMemInfo(e.m.Device.Index); err == nil {
-				// ~ (qkv, attention out, MLP 4C, residual copies) per token in the model dtype
-				per := int64(24*e.m.Cfg.NEmbd) * int64(e.m.DType.Size())
-				e.batchTok = int(max(1024, min(free/4/per, 262144)))
+		}
+		if !e.req.Deterministic {
+			if budget, ok := batch.DeviceBudget(ctx, e.m.Device); ok {
+				e.batchTok = batch.Tokens(budget, e.m.Cfg.NEmbd, e.m.DType.Size())
 			}
 		}
 	}

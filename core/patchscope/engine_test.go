@@ -284,7 +284,7 @@ func TestInvariants(t *testing.T) {
 	})
 	t.Run("random positions are reproducible and independent of batching", func(t *testing.T) {
 		methods := []Method{{Name: "logitlens", Kind: KindLogitLens}, {Name: "simplescope", Kind: KindPatch, Target: []int{7}, TargetMode: TargetSame}}
-		run := func(seed uint64, chunk int) *Result {
+		run := func(seed int64, chunk int) *Result {
 			res, err := Evaluate(context.Background(), m, Request{Prompts: prompts, Methods: methods, Positions: Positions{Mode: PosRandom}, Seed: seed, ChunkPrompts: chunk, BatchTokens: 20})
 			if err != nil {
 				t.Fatal(err)
@@ -365,13 +365,13 @@ func TestValidationErrors(t *testing.T) {
 		want string
 	}{
 		{"no prompts", Request{Methods: []Method{ok}, Positions: Positions{Mode: PosLast}}, "no prompts"},
-		{"empty prompt", Request{Prompts: [][]int{{}}, Methods: []Method{ok}, Positions: Positions{Mode: PosLast}}, "prompt 0 is empty"},
 		{"layer out of range", Request{Prompts: [][]int{{1}}, Layers: []int{9}, Methods: []Method{ok}, Positions: Positions{Mode: PosLast}}, "layer 9 out of range"},
 		{"position out of range", Request{Prompts: [][]int{{1, 2}}, Methods: []Method{ok}, Positions: Positions{Mode: PosGiven, PerPrompt: []int{2}}}, "position 2 for prompt 0 out of range"},
 		{"placeholder outside", Request{Prompts: [][]int{{1}}, Methods: []Method{{Name: "x", Kind: KindPatch, Target: []int{1}, Placeholder: 3, TargetMode: TargetSame}}, Positions: Positions{Mode: PosLast}}, "placeholder index 3"},
 		{"unknown kind", Request{Prompts: [][]int{{1}}, Methods: []Method{{Name: "x", Kind: "lens"}}, Positions: Positions{Mode: PosLast}}, "unknown kind"},
 		{"token out of vocabulary", Request{Prompts: [][]int{{vocab}}, Methods: []Method{ok}, Positions: Positions{Mode: PosLast}}, "out of range"},
-		{"unknown positions", Request{Prompts: [][]int{{1}}, Methods: []Method{ok}, Positions: Positions{Mode: "first"}}, "unknown positions mode"},
+		{"unknown positions", Request{Prompts: [][]int{{1}}, Methods: []Method{ok}, Positions: Positions{Mode: "first"}}, `unknown positions mode "first" (known: random, notebook, paper, last, given)`},
+		{"paper start negative", Request{Prompts: [][]int{{1}}, Methods: []Method{ok}, Positions: Positions{Mode: PosPaper, Start: -1}}, "start -1 is negative"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

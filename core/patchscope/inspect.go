@@ -32,6 +32,9 @@ func Inspect(ctx context.Context, m *gptj.Model, prompt []int, pos int, layers [
 			layers = append(layers, l)
 		}
 	}
+	if len(prompt) == 0 {
+		return nil, errs.Input("the prompt is empty (no tokens)")
+	}
 	req := Request{Prompts: [][]int{prompt}, Layers: layers, Methods: methods, Positions: Positions{Mode: PosGiven, PerPrompt: []int{pos}}}
 	if err := req.validate(L, m.Cfg.VocabSize, m.Cfg.NPositions); err != nil {
 		return nil, err

@@ -3,24 +3,10 @@ package patchscope
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
+	"strings"
 
 	"github.com/simplescope/simplescope/core/errs"
 )
-
-// Position modes.
-const (
-	PosRandom = "random" // randint(0, len-1) per (prompt, layer, method), seeded
-	PosLast   = "last"
-	PosGiven  = "given" // PerPrompt or PerPromptLayer
-)
-
-// Positions chooses the source position of every (prompt, layer, method).
-type Positions struct {
-	Mode           string
-	PerPrompt      []int   // [n_prompts]
-	PerPromptLayer [][]int // [n_prompts][n_layers] (layers in Request.Layers order)
-}
 
 // Request is one evaluation.
 type Request struct {
@@ -28,33 +14,24 @@ type Request struct {
 	Layers    []int   // source layers; nil = every layer
 	Methods   []Method
 	Positions Positions
-	Seed      uint64
+	Seed      int64 // seeds the random, notebook and paper positions (positions.go)
 
 	// Tuning; zero picks a default.
 	BatchTokens  int // padded tokens per source forward batch
 	PatchRows    int // rows per patched continuation batch
 	ChunkPrompts int // prompts held at once
+	// Deterministic fixes the default batch sizes (those of the device type) instead of
+	// deriving them from the device's free memory, so that batch composition — and with it the
+	// results, bit for bit, on one device and dtype — does not depend on what else the device
+	// holds. A batch that runs out of memory is still halved (Stats.Retries tells).
+	Deterministic bool
 
 	// Progress, if set, is called with (items done, items total) after each batch.
 	Progress func(done, total int64)
-}
 
-// positionOf returns the source position for prompt d, layer index li, method index mi.
-func (r *Request) positionOf(d, li, mi int, layer int) int {
-	n := len(r.Prompts[d])
-	switch r.Positions.Mode {
-	case PosLast:
-		return n - 1
-	case PosGiven:
-		if r.Positions.PerPromptLayer != nil {
-			return r.Positions.PerPromptLayer[d][li]
-		}
-		return r.Positions.PerPrompt[d]
-	}
-	// Independent per (prompt, layer, method): a generator keyed by all three and the seed, so
-	// the draw does not depend on batching, chunking or the order of evaluation.
-	g := rand.New(rand.NewPCG(r.Seed, uint64(d)<<32^uint64(layer)<<16^uint64(mi)))
-	return g.IntN(n)
+	// Set by planPositions (positions.go) on the request the engine runs.
+	drawn   []int32    // PosNotebook: [d][li][mi] flattened; PosPaper: [d]
+	digests [][32]byte // PosRandom: SHA-256 of each prompt's token ids
 }
 
 // validate returns check's refusal as an input error (the caller's mistake), as opposed to a
@@ -68,9 +45,7 @@ func (r *Request) check(nLayer, vocab, context int) error {
 		return fmt.Errorf("no prompts")
 	}
 	for i, p := range r.Prompts {
-		if len(p) == 0 {
-			return fmt.Errorf("prompt %d is empty (no tokens)", i)
-		}
+		// a prompt of no tokens is not an error: Evaluate skips it (positions.go)
 		if len(p) > context {
 			return fmt.Errorf("prompt %d has %d tokens, more than the model's context of %d", i, len(p), context)
 		}
@@ -115,7 +90,11 @@ func (r *Request) check(nLayer, vocab, context int) error {
 		}
 	}
 	switch r.Positions.Mode {
-	case PosRandom, PosLast:
+	case PosRandom, PosNotebook, PosLast:
+	case PosPaper:
+		if r.Positions.Start < 0 {
+			return fmt.Errorf("positions: paper mode start %d is negative", r.Positions.Start)
+		}
 	case PosGiven:
 		if r.Positions.PerPromptLayer != nil {
 			if len(r.Positions.PerPromptLayer) != len(r.Prompts) {
@@ -126,7 +105,7 @@ func (r *Request) check(nLayer, vocab, context int) error {
 					return fmt.Errorf("positions: prompt %d has %d positions for %d layers", d, len(row), len(r.Layers))
 				}
 				for li, p := range row {
-					if p < 0 || p >= len(r.Prompts[d]) {
+					if len(r.Prompts[d]) > 0 && (p < 0 || p >= len(r.Prompts[d])) {
 						return fmt.Errorf("position %d for prompt %d layer %d out of range [0, %d)", p, d, r.Layers[li], len(r.Prompts[d]))
 					}
 				}
@@ -136,13 +115,13 @@ func (r *Request) check(nLayer, vocab, context int) error {
 				return fmt.Errorf("positions: %d given for %d prompts", len(r.Positions.PerPrompt), len(r.Prompts))
 			}
 			for d, p := range r.Positions.PerPrompt {
-				if p < 0 || p >= len(r.Prompts[d]) {
+				if len(r.Prompts[d]) > 0 && (p < 0 || p >= len(r.Prompts[d])) {
 					return fmt.Errorf("position %d for prompt %d out of range [0, %d)", p, d, len(r.Prompts[d]))
 				}
 			}
 		}
 	default:
-		return fmt.Errorf("unknown positions mode %q (want random, last or given)", r.Positions.Mode)
+		return fmt.Errorf("unknown positions mode %q (known: %s, given)", r.Positions.Mode, strings.Join(PositionModes, ", "))
 	}
 	return nil
 }
@@ -166,6 +145,10 @@ type Result struct {
 	Layers   []int
 	Methods  []MethodResult
 	Stats    Stats
+
+	// Prompts skipped, by index (ascending): of no tokens, and (PosPaper) too short for the
+	// position range. Their rows are NaN, their ids and positions -1.
+	SkippedEmpty, SkippedShort []int
 }
 
 // Stats describes how the work was done.
@@ -176,6 +159,11 @@ type Stats struct {
 	Retries                     int // halvings after out-of-memory
 	Seconds                     float64
 	SourceSeconds, PatchSeconds float64 // time in source forwards / patched continuations
+
+	// Batch sizes: as chosen at the start (the request's, or the engine's defaults), and the
+	// caps left after out-of-memory halvings (SourceBatchCap 0: source batches never capped).
+	BatchTokens, PatchRows, ChunkPrompts int
+	PatchRowsFinal, SourceBatchCap       int
 }
 
 // errCancelled wraps the context's error.

@@ -189,7 +189,8 @@ func (t *Tensor) Close() {
 	t.h = nil
 }
 
-// LiveTensors is the number of tensor handles alive in the process.
+// LiveTensors is the number of tensor handles alive in the process, plus DLPack exports whose
+// deleter has not run yet (ExportDLPack).
 func LiveTensors() int64 { return int64(C.sst_live_tensors()) }
 
 func (t *Tensor) handle() *C.sst_tensor {
@@ -401,6 +402,29 @@ func CUDAMemInfo(dev int) (free, total int64, err error) {
 
 // SetNumThreads sets ATen's intra-op thread count.
 func SetNumThreads(n int) error { return check(C.sst_set_num_threads(C.int64_t(n))) }
+
+// TF32 reports whether CUDA matmuls (cuBLAS) and cuDNN may use TF32: at::globalContext()'s
+// process-wide flags, the ones torch.backends.cuda.matmul.allow_tf32 and
+// torch.backends.cudnn.allow_tf32 read.
+func TF32() (cublas, cudnn bool, err error) {
+	var b, d C.int
+	if err := check(C.sst_get_tf32(&b, &d)); err != nil {
+		return false, false, err
+	}
+	return b != 0, d != 0, nil
+}
+
+// SetTF32 sets the flags TF32 reports (process-wide).
+func SetTF32(cublas, cudnn bool) error {
+	b, d := 0, 0
+	if cublas {
+		b = 1
+	}
+	if cudnn {
+		d = 1
+	}
+	return check(C.sst_set_tf32(C.int(b), C.int(d)))
+}
 
 // NumThreads returns ATen's intra-op thread count.
 func NumThreads() int {

@@ -39,6 +39,12 @@ def load(path, device: str = "cpu", dtype: str = "float32"):
     return _load(path, device=device, dtype=dtype)
 
 
+def from_hf(hf_model, tokenizer=None, device=None, dtype=None):
+    """A model over a HF transformers GPT-J's own parameters (no copy); see simplescope._hf."""
+    from ._hf import from_hf as _from_hf
+    return _from_hf(hf_model, tokenizer=tokenizer, device=device, dtype=dtype)
+
+
 def __getattr__(name):
     if name in ("Model", "Cache"):
         from . import model
@@ -46,11 +52,14 @@ def __getattr__(name):
     if name in ("SimplescopeError", "InputError", "Cancelled", "OutOfMemory", "InternalError"):
         from . import _native
         return getattr(_native, name)
+    if name == "tasks":  # ss.tasks without an explicit import (it loads pandas and the task data lazily)
+        import importlib
+        return importlib.import_module(".tasks", __name__)
     if name == "read_corpus":
         from .data_io import read_corpus
         return read_corpus
     raise AttributeError(f"module 'simplescope' has no attribute {name!r}")
 
 
-__all__ = ["load", "backend_info", "read_corpus", "Results", "Model", "Source", "PatchOutput",
+__all__ = ["load", "from_hf", "backend_info", "read_corpus", "Results", "Model", "Source", "PatchOutput",
            "GenerateOutput", "__version__"]

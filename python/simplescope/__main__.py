@@ -1,4 +1,5 @@
-"""Command line: ``python -m simplescope eval ...`` and ``python -m simplescope demo --out DIR``.
+"""Command line: ``python -m simplescope eval ...``, ``python -m simplescope demo --out DIR`` and
+``python -m simplescope task ...`` (the Patchscopes tasks; simplescope/tasks/cli.py).
 
 eval  evaluates a GPT-J model folder on a JSONL / JSONL.zst corpus (optionally through a preset,
       whose BOS / positions / seed settings apply unless overridden) and writes results.json,
@@ -86,7 +87,7 @@ def parse_layers(text: str | None) -> list[int] | None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m simplescope",
                                 description="Patchscope-style decoding of GPT-J's residual stream, layer by layer.")
-    sub = p.add_subparsers(dest="command", metavar="{eval,demo}")
+    sub = p.add_subparsers(dest="command", metavar="{eval,demo,task}")
     sub.required = True
 
     def common(sp, max_docs_default):
@@ -104,8 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True, help="GPT-J model folder (HF layout) or HF cache folder")
     e.add_argument("--data", required=True, help="corpus: .jsonl, .jsonl.zst, .txt or .txt.zst")
     e.add_argument("--preset", default=None, help="document selection and settings: seed or paper")
-    e.add_argument("--positions", default=None, help="random or last (default: the preset's, else random)")
-    e.add_argument("--seed", type=int, default=None, help="seed of the random positions (default: the preset's, else 42)")
+    e.add_argument("--positions", default=None,
+                   help="random, notebook, paper or last (default: the preset's - seed: notebook, "
+                        "paper: paper - else random)")
+    e.add_argument("--seed", type=int, default=None, help="seed of the positions, an int64 (default: the preset's, else 42)")
+    e.add_argument("--tf32", dest="tf32", action="store_true", default=None,
+                   help="CUDA: allow TF32 matmuls during the run (default: torch's setting)")
     e.add_argument("--bos", dest="bos", action="store_true", default=None,
                    help="prepend <|endoftext|> (default: the preset's, else yes)")
     e.add_argument("--no-bos", dest="bos", action="store_false", help="do not prepend <|endoftext|>")
@@ -113,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="a small random GPT-J on the bundled corpus (seed preset)")
     common(d, 100)
+    from .tasks import cli as tasks_cli  # task: the paper's other experiments (simplescope.tasks)
+    tasks_cli.add_parser(sub)
     return p
 
 
@@ -192,12 +199,12 @@ def _log(msg: str) -> None:
 
 def run_eval(model_dir: str, data: str, out: str, preset=None, methods=BUILTIN_METHODS, layers=None,
              positions=None, seed=None, bos=None, device="cpu", dtype="float32", max_docs=0,
-             progress=True, stdout=None):
+             progress=True, stdout=None, tf32=None):
     """Reads the corpus, evaluates, writes the files and prints the table; returns the Results."""
     from . import data_io
 
     stdout = stdout or sys.stdout
-    _check_eval_args(model_dir, out, max_docs, positions)
+    _check_eval_args(model_dir, out, max_docs, positions, seed)
     texts, settings = data_io.load_corpus(data, preset=preset, max_docs=max_docs or 0)
     settings = settings or {}
     prepend_bos = settings.get("prepend_bos", True) if bos is None else bos
@@ -205,9 +212,9 @@ def run_eval(model_dir: str, data: str, out: str, preset=None, methods=BUILTIN_M
     seed = int(settings.get("seed", 42) if seed is None else seed)
     _log(f"{len(texts)} documents from {data}" + (f" (preset {preset})" if preset else ""))
     res = _evaluate_folder(model_dir, device, dtype, texts, methods=list(methods), positions=positions,
-                           seed=seed, prepend_bos=prepend_bos, layers=layers, progress=progress)
-    res.meta.update({"data": os.path.abspath(data), "preset": preset, "max_docs": max_docs or 0,
-                     "device": device, "dtype": dtype})
+                           seed=seed, prepend_bos=prepend_bos, layers=layers, progress=progress,
+                           preset=preset or None, tf32=tf32)
+    res.meta.update({"data": os.path.abspath(data), "max_docs": max_docs or 0})
     _log_run(res)
     written = write_outputs(res, out)
     print(res.table(), file=stdout)
@@ -215,15 +222,20 @@ def run_eval(model_dir: str, data: str, out: str, preset=None, methods=BUILTIN_M
     return res
 
 
-def _check_eval_args(model_dir: str, out: str, max_docs, positions) -> None:
-    """UserError for an --out that is a file, a negative --max-docs, an unknown --positions or a
-    model path that is not a folder."""
+POSITION_MODES = ("random", "notebook", "paper", "last")  # as simplescope.model.POSITION_MODES
+
+
+def _check_eval_args(model_dir: str, out: str, max_docs, positions, seed=None) -> None:
+    """UserError for an --out that is a file, a negative --max-docs, an unknown --positions, a
+    --seed outside int64 or a model path that is not a folder."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {out} exists and is not a folder")
     if max_docs is not None and max_docs < 0:
         raise UserError(f"--max-docs must be >= 0 (0 = all), got {max_docs}")
-    if positions is not None and positions not in ("random", "last"):
-        raise UserError(f"--positions {positions!r} (want random or last)")
+    if positions is not None and positions not in POSITION_MODES:
+        raise UserError(f"--positions {positions!r}: unknown mode (known: {', '.join(POSITION_MODES)})")
+    if seed is not None and not -(1 << 63) <= seed < (1 << 63):
+        raise UserError(f"--seed {seed} is outside the int64 range [-2**63, 2**63 - 1]")
     if not os.path.exists(model_dir):
         raise UserError(f"model folder {model_dir} does not exist")
     if not os.path.isdir(model_dir):
@@ -272,13 +284,16 @@ def write_outputs(res, out: str) -> list[str]:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "task":
+            from .tasks import cli as tasks_cli
+            return tasks_cli.run(args)
         methods = parse_methods(args.methods)
         layers = parse_layers(args.layers)
         common = dict(methods=methods, layers=layers, device=args.device, dtype=args.dtype,
                       max_docs=args.max_docs, progress=not args.no_progress)
         if args.command == "eval":
             run_eval(args.model, args.data, args.out, preset=args.preset, positions=args.positions,
-                     seed=args.seed, bos=args.bos, **common)
+                     seed=args.seed, bos=args.bos, tf32=args.tf32, **common)
         else:
             model_dir = ensure_demo_model(log=_log)
             run_eval(model_dir, DEMO_CORPUS, args.out, preset="seed", **common)

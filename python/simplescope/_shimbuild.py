@@ -31,10 +31,35 @@ def torch_build_flags():
         if os.path.exists(os.path.join(libdir, f"lib{extra}.so")):
             libs.append(extra)
     cflags = [f"-D_GLIBCXX_USE_CXX11_ABI={abi}"] + [f"-I{p}" for p in inc]
+    cuda_inc = cuda_include_dir() if "c10_cuda" in libs else None
+    if cuda_inc:  # lets the shim read the CUDA allocator's memory fraction (sst_cuda_memory)
+        cflags += [f"-I{cuda_inc}", "-DSST_CUDA_HEADERS=1"]
     # --no-as-needed: keep libtorch_cuda as a dependency so CUDA kernels register at load time.
     ldflags = [f"-L{d}" for d in libdirs] + ["-Wl,--no-as-needed"] + [f"-l{l}" for l in libs]
     ldflags += ["-Wl,--as-needed"] + [f"-Wl,-rpath,{d}" for d in libdirs]
     return cflags, ldflags, torch.__version__
+
+
+def cuda_include_dir() -> str | None:
+    """A folder with the CUDA runtime headers (cuda_runtime_api.h and the crt/ headers it
+    includes) for the CUDA torch was built with: the NVIDIA pip packages beside torch, then
+    $CUDA_HOME, /usr/local/cuda. None when there is none: the shim then builds without reading
+    the allocator's memory fraction, which the Python binding sends with each request instead
+    (the pip packages ship cuda_runtime_api.h without crt/)."""
+    import glob
+    import torch
+    if not torch.version.cuda:
+        return None
+    site = os.path.dirname(os.path.dirname(torch.__file__))
+    cands = sorted(glob.glob(os.path.join(site, "nvidia", "*", "include")))
+    for env in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(env):
+            cands.append(os.path.join(os.environ[env], "include"))
+    cands.append("/usr/local/cuda/include")
+    for d in cands:
+        if all(os.path.exists(os.path.join(d, f)) for f in ("cuda_runtime_api.h", os.path.join("crt", "host_config.h"))):
+            return d
+    return None
 
 
 def build(src_dir: str, out_path: str, cxx: str | None = None, verbose: bool = False) -> str:

@@ -3,9 +3,9 @@
     texts = ss.read_corpus("val.jsonl.zst", preset="seed")
 
 A preset (docs/design.md §1) fixes which documents are kept and how they are evaluated:
-``seed`` (first 2000 documents, < 200 words and < 1600 characters; BOS, random positions,
+``seed`` (first 2000 documents, < 200 words and < 1600 characters; BOS, notebook positions,
 seed 42) and ``paper`` (first 200 000, < 250 words and < 2000 characters, shuffled with seed 42,
-documents 10 000 … 11 999; no BOS).
+documents 10 000 … 11 999; no BOS, paper positions).
 """
 from __future__ import annotations
 

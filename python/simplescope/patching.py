@@ -219,19 +219,22 @@ def hidden_states(model, prompts, layer, position=-1, *, prepend_bos: bool = Fal
 
 
 def patch(model, targets, vectors, layer, position=-1, *, site="resid_post", transform=None,
-          prepend_bos=False, progress=True) -> PatchOutput:
+          prepend_bos=False, progress=True, deterministic=False) -> PatchOutput:
     """Patches each row's vector into its target and returns the next-token logits at the last
-    position of each target (PatchOutput.logits: torch [n, vocab] float32)."""
+    position of each target (PatchOutput.logits: torch [n, vocab] float32). deterministic: fixed
+    default batch sizes, not sizes from the GPU's free memory (bit-equal results across runs)."""
     if vectors is None:
         raise ValueError("patch needs vectors (a tensor, an array or ss.Source)")
     req, _ = _request(model, targets, vectors, layer, position, site, transform, prepend_bos)
+    req["deterministic"] = bool(deterministic)
     out = model._call_tensors("patch", req, progress=progress)
     return PatchOutput(logits=out["logits"], _model=model)
 
 
 def generate(model, targets, vectors=None, layer=None, position=-1, *, max_new_tokens=20,
              do_sample=False, temperature=1.0, top_k=None, top_p=None, seed=None, stop=None,
-             site="resid_post", transform=None, prepend_bos=False, progress=True) -> GenerateOutput:
+             site="resid_post", transform=None, prepend_bos=False, progress=True,
+             deterministic=False) -> GenerateOutput:
     """Generates up to max_new_tokens after each target, with the patch (if any) applied in the
     prompt pass only: every new token attends to the patched keys and values through the cache.
     Greedy unless do_sample; sampling repeats exactly for the same seed."""
@@ -240,7 +243,8 @@ def generate(model, targets, vectors=None, layer=None, position=-1, *, max_new_t
     req, _ = _request(model, targets, vectors, layer, position, site, transform, prepend_bos)
     req.update(max_new_tokens=int(max_new_tokens), do_sample=bool(do_sample),
                temperature=float(temperature), top_k=int(top_k or 0), top_p=float(top_p or 1.0),
-               seed=int(seed) if seed is not None else 0, stop=_stops(stop))
+               seed=int(seed) if seed is not None else 0, stop=_stops(stop),
+               deterministic=bool(deterministic))
     out = model._call_tensors("generate", req, progress=progress)
     return GenerateOutput(tokens=[list(t) for t in out["tokens"]], texts=list(out["texts"]))
 

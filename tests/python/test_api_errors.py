@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 import simplescope as ss
@@ -72,9 +73,28 @@ def test_empty_prompt_list(model):
         model.evaluate([], progress=False)
 
 
-def test_empty_string_prompt(model):
-    with pytest.raises(ss.InputError, match="prompt 1 is an empty string"):
-        model.evaluate(["fine", ""], progress=False)
+def test_empty_string_prompt_is_skipped_not_an_error(model):
+    res = model.evaluate(["fine", ""], prepend_bos=False, progress=False)
+    assert res.meta["skipped"] == {"empty": [1], "too_short": []}
+    assert np.isnan(res.per_example("simplescope")["prec1"][1]).all()
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(positions="first"), r"positions 'first': unknown mode \(known: random, notebook, paper, last"),
+    (dict(seed=2 ** 63), r"seed 9223372036854775808 is outside the int64 range"),
+    (dict(seed=-(2 ** 63) - 1), r"seed -9223372036854775809 is outside the int64 range"),
+    (dict(seed=1.5), r"seed must be an integer"),
+    (dict(seed=True), r"seed must be an integer"),
+])
+def test_bad_settings_raise_before_any_work(model, kw, match):
+    # the prompts are bad too (a mix of texts and tokens): the settings are checked first
+    with pytest.raises(ValueError, match=match):
+        model.evaluate(["fine", [1, 2]], progress=False, **kw)
+
+
+def test_unknown_preset_in_evaluate(model):
+    with pytest.raises(ss.InputError, match='preset: unknown dataset preset "nope"'):
+        model.evaluate(["fine"], preset="nope", progress=False)
 
 
 def test_unknown_method(model):

@@ -50,11 +50,12 @@ def test_eval_preset_seed_matches_api(tiny_dir, model, data_file, prompts, tmp_p
     r = run_cli("eval", "--model", tiny_dir, "--data", data_file, "--preset", "seed", "--out", out)
     assert r.returncode == 0, r.stderr
     res = check_outputs(out)
-    want = model.evaluate(prompts, seed=42, positions="random", prepend_bos=True, progress=False)
+    want = model.evaluate(prompts, seed=42, positions="notebook", prepend_bos=True, progress=False)
     # the CLI runs with torch's default thread count, this process with one thread: GEMM results
     # differ in the last bits between thread counts
     assert res.allclose(want, rtol=1e-5, atol=1e-6, check_meta=False), "CLI results differ from model.evaluate"
     assert res.meta["preset"] == "seed" and res.meta["prepend_bos"] is True and res.meta["seed"] == 42
+    assert res.meta["positions"] == "notebook"
     assert res.meta["data"] == os.path.abspath(data_file)
     # the per-layer table is printed
     assert want.table() in r.stdout, r.stdout
@@ -90,8 +91,8 @@ def test_eval_paper_preset_settings_apply(tiny_dir, model, tmp_path):
     r = run_cli("eval", "--model", tiny_dir, "--data", str(data), "--preset", "paper", "--no-progress", "--out", out)
     assert r.returncode == 0, r.stderr
     res = check_outputs(out)
-    want = model.evaluate(texts, prepend_bos=False, seed=42, positions="random", progress=False)
-    assert res.meta["prepend_bos"] is False and res.meta["preset"] == "paper"
+    want = model.evaluate(texts, prepend_bos=False, seed=42, positions="paper", progress=False)
+    assert res.meta["prepend_bos"] is False and res.meta["preset"] == "paper" and res.meta["positions"] == "paper"
     # the CLI runs with torch's default thread count, this process with one thread: GEMM results
     # differ in the last bits between thread counts
     assert res.allclose(want, rtol=1e-5, atol=1e-6, check_meta=False)

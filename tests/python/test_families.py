@@ -143,3 +143,19 @@ def test_inspect_runs(fam):
     assert set(df["method"]) >= {"logitlens", "c"}
     assert len(df[df["method"] == "c"]) == 3 * L
     assert np.all(np.isfinite(df["prob"]))
+
+
+def test_from_hf_shares_the_parameters(fam):
+    """ss.from_hf over the HF model itself (no copy) computes what ss.load of its checkpoint does."""
+    _, hf, m = fam
+    ids = rand_ids(9, hf.config.vocab_size, 80)
+    shared = ss.from_hf(hf, tokenizer=False)
+    try:
+        assert shared.config["model_type"] == hf.config.model_type
+        a, ca = shared.run_with_cache([ids])
+        b, cb = m.run_with_cache([ids])
+        assert torch.equal(a, b)
+        L = len(blocks(hf))
+        assert torch.equal(ca[f"blocks.{L - 1}.hook_resid_post"], cb[f"blocks.{L - 1}.hook_resid_post"])
+    finally:
+        shared.close()

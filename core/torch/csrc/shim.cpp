@@ -10,6 +10,14 @@
 #include <c10/util/Exception.h>
 #include <torch/version.h>
 
+#if defined(SST_CUDA_HEADERS)
+// The CUDA caching allocator's per-process memory fraction (torch.cuda.set_per_process_memory_fraction)
+// has no device-generic accessor; this header needs the CUDA runtime headers, which the build
+// passes when it finds them (python/simplescope/_shimbuild.py). Without them the fraction reads
+// as unknown (-1) and the memory budget assumes 1.
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 #include <dlfcn.h>
 
 #include <atomic>
@@ -27,6 +35,33 @@ struct sst_tensor {
 namespace {
 
 std::atomic<int64_t> g_live{0};
+
+// Transfer counters (sst_transfer_counts): host->device uploads and device->host reads (each a
+// synchronisation on CUDA), and how many of each happened while a hot loop was marked
+// (sst_hot_loop: the Go block loop marks itself), so tests on the CPU can check that no upload
+// or sync sits inside a loop over layers.
+std::atomic<int64_t> g_uploads{0}, g_syncs{0}, g_uploads_hot{0}, g_syncs_hot{0}, g_hot_depth{0};
+
+void count_upload() noexcept {
+  g_uploads.fetch_add(1, std::memory_order_relaxed);
+  if (g_hot_depth.load(std::memory_order_relaxed) > 0) g_uploads_hot.fetch_add(1, std::memory_order_relaxed);
+}
+
+void count_sync() noexcept {
+  g_syncs.fetch_add(1, std::memory_order_relaxed);
+  if (g_hot_depth.load(std::memory_order_relaxed) > 0) g_syncs_hot.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Fault injection for tests (sst_debug_oom_rows): linear fails as out of memory when its input
+// is (B, T, C) with B above this many rows (0: off).
+std::atomic<int64_t> g_oom_rows{0}, g_oom_injected{0};
+
+// Attention through at::scaled_dot_product_attention (sst_set_sdpa): 0 never, 1 on CUDA, 2 on
+// every device (tests of the SDPA path on the CPU).
+std::atomic<int> g_sdpa{1};
+
+// Uploads up to this size go through pinned host memory and an asynchronous copy.
+constexpr int64_t kPinnedMaxBytes = int64_t(64) << 20;
 
 int64_t cuda_count() { return at::hasCUDA() ? static_cast<int64_t>(at::detail::getCUDAHooks().deviceCount()) : 0; }
 
@@ -121,6 +156,15 @@ std::vector<int64_t> dims(const int64_t *p, int64_t n) {
 
 void check_out(void *out) {
   if (out == nullptr) throw std::invalid_argument("output pointer is NULL");
+}
+
+// sdpa_mask returns a boolean mask for at::scaled_dot_product_attention: mask itself, with
+// every key allowed in a query row that allows none (a padding row of a left-padded batch).
+// SDPA gives NaN for such rows, and a NaN value vector leaks into real rows as 0 * NaN; the
+// manual path gives them a uniform softmax. Either way the row is padding and never read.
+at::Tensor sdpa_mask(const at::Tensor &mask) {
+  at::Tensor m = mask.to(at::kBool);
+  return m.logical_or(m.any(-1, /*keepdim=*/true).logical_not());
 }
 
 }  // namespace
@@ -247,6 +291,22 @@ sst_error sst_get_num_threads(int64_t *out) {
   SST_END
 }
 
+sst_error sst_get_tf32(int *cublas, int *cudnn) {
+  SST_BEGIN("sst_get_tf32")
+  check_out(cublas);
+  check_out(cudnn);
+  *cublas = at::globalContext().allowTF32CuBLAS() ? 1 : 0;
+  *cudnn = at::globalContext().allowTF32CuDNN() ? 1 : 0;
+  SST_END
+}
+
+sst_error sst_set_tf32(int cublas, int cudnn) {
+  SST_BEGIN("sst_set_tf32")
+  at::globalContext().setAllowTF32CuBLAS(cublas != 0);
+  at::globalContext().setAllowTF32CuDNN(cudnn != 0);
+  SST_END
+}
+
 sst_error sst_from_blob(const void *data, const int64_t *shape, int64_t ndim, int src_dtype,
                         int dst_dtype, int dev_type, int64_t dev_index, sst_tensor **out) {
   SST_BEGIN("sst_from_blob")
@@ -262,8 +322,20 @@ sst_error sst_from_blob(const void *data, const int64_t *shape, int64_t ndim, in
   auto src_opts = at::TensorOptions().dtype(to_scalar(src_dtype)).device(at::kCPU);
   at::Tensor host = numel == 0 ? at::empty(sh, src_opts)
                                : at::from_blob(const_cast<void *>(data), sh, src_opts);
-  // .to() copies when dtype or device differ; clone() guarantees we never alias caller memory.
-  at::Tensor t = host.to(dev, to_scalar(dst_dtype), /*non_blocking=*/false, /*copy=*/true);
+  at::Tensor t;
+  if (dev.is_cuda() && numel > 0 && host.nbytes() <= static_cast<size_t>(kPinnedMaxBytes)) {
+    // Small uploads (indices, masks, positions): staged in pinned memory and copied without a
+    // synchronisation; the caching host allocator keeps the staging block until the copy is
+    // done, and the caller's memory is free to go as soon as this returns. The dtype changes on
+    // the device.
+    at::Tensor pinned = at::empty(sh, src_opts.pinned_memory(true));
+    pinned.copy_(host);
+    t = pinned.to(dev, pinned.scalar_type(), /*non_blocking=*/true).to(to_scalar(dst_dtype));
+  } else {
+    // .to() copies when dtype or device differ; copy=true guarantees we never alias caller memory.
+    t = host.to(dev, to_scalar(dst_dtype), /*non_blocking=*/false, /*copy=*/true);
+  }
+  count_upload();
   *out = wrap(std::move(t));
   SST_END
 }
@@ -317,13 +389,18 @@ sst_error sst_copy_to_host(const sst_tensor *t_, void *dst, int64_t nbytes) {
   if (dst == nullptr) throw std::invalid_argument("destination pointer is NULL");
   at::Tensor host = at::from_blob(dst, t.sizes(), at::TensorOptions().dtype(t.scalar_type()));
   host.copy_(t);
+  count_sync();
   SST_END
 }
 
 sst_error sst_to(const sst_tensor *t_, int dtype, int dev_type, int64_t dev_index, sst_tensor **out) {
   SST_BEGIN("sst_to")
   check_out(out);
-  *out = wrap(T(t_, "t").to(to_device(dev_type, dev_index), to_scalar(dtype)));
+  const at::Tensor &t = T(t_, "t");
+  at::Device dev = to_device(dev_type, dev_index);
+  *out = wrap(t.to(dev, to_scalar(dtype)));
+  if (t.is_cpu() && dev.is_cuda()) count_upload();
+  if (t.is_cuda() && dev.is_cpu()) count_sync();
   SST_END
 }
 
@@ -514,7 +591,14 @@ sst_error sst_linear(const sst_tensor *x, const sst_tensor *w, const sst_tensor 
   check_out(out);
   c10::optional<at::Tensor> b;
   if (bias != nullptr) b = bias->t;
-  *out = wrap(at::linear(T(x, "x"), T(w, "w"), b));
+  const at::Tensor &xt = T(x, "x");
+  int64_t oom_rows = g_oom_rows.load(std::memory_order_relaxed);
+  if (oom_rows > 0 && xt.dim() == 3 && xt.size(0) > oom_rows) {
+    g_oom_injected.fetch_add(1, std::memory_order_relaxed);
+    return error_from(sst_fn, ("injected out of memory: " + std::to_string(xt.size(0)) + " rows > " +
+                               std::to_string(oom_rows)).c_str(), true);
+  }
+  *out = wrap(at::linear(xt, T(w, "w"), b));
   SST_END
 }
 
@@ -625,6 +709,13 @@ sst_error sst_attention(const sst_tensor *q_, const sst_tensor *k_, const sst_te
   const at::Tensor &q = T(q_, "q");
   const at::Tensor &k = T(k_, "k");
   const at::Tensor &v = T(v_, "v");
+  int sdpa = g_sdpa.load(std::memory_order_relaxed);
+  if (sdpa == 2 || (sdpa == 1 && q.is_cuda())) {
+    c10::optional<at::Tensor> m;
+    if (mask_ != nullptr) m = sdpa_mask(mask_->t);
+    *out = wrap(at::scaled_dot_product_attention(q, k, v, m));
+    return nullptr;
+  }
   double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   at::Tensor s = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-1, -2)).mul_(scale);
   if (mask_ != nullptr) {
@@ -633,6 +724,272 @@ sst_error sst_attention(const sst_tensor *q_, const sst_tensor *k_, const sst_te
   }
   at::Tensor p = s.softmax(-1).to(v.scalar_type());
   *out = wrap(at::matmul(p, v));
+  SST_END
+}
+
+
+/* ---- issue 16: transfers, fault injection, memory budget, attention over parts ---- */
+
+sst_error sst_transfer_counts(int64_t *uploads, int64_t *syncs, int64_t *uploads_hot, int64_t *syncs_hot) {
+  SST_BEGIN("sst_transfer_counts")
+  if (uploads) *uploads = g_uploads.load(std::memory_order_relaxed);
+  if (syncs) *syncs = g_syncs.load(std::memory_order_relaxed);
+  if (uploads_hot) *uploads_hot = g_uploads_hot.load(std::memory_order_relaxed);
+  if (syncs_hot) *syncs_hot = g_syncs_hot.load(std::memory_order_relaxed);
+  SST_END
+}
+
+void sst_hot_loop(int enter) {
+  if (enter) {
+    g_hot_depth.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    g_hot_depth.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
+void sst_debug_oom_rows(int64_t rows, int64_t *injected) {
+  if (rows >= 0) g_oom_rows.store(rows, std::memory_order_relaxed);
+  if (injected) *injected = g_oom_injected.load(std::memory_order_relaxed);
+}
+
+int sst_set_sdpa(int mode) {
+  if (mode >= 0 && mode <= 2) return g_sdpa.exchange(mode);
+  return g_sdpa.load();
+}
+
+sst_error sst_cuda_memory(int64_t device, int64_t *driver_free, int64_t *total, int64_t *allocated,
+                          int64_t *reserved, double *fraction) {
+  SST_BEGIN("sst_cuda_memory")
+  check_out(driver_free);
+  check_out(total);
+  check_out(allocated);
+  check_out(reserved);
+  check_out(fraction);
+  to_device(SST_CUDA, device);  // checks the index
+  auto idx = static_cast<c10::DeviceIndex>(device);
+  c10::DeviceAllocator *alloc = c10::getDeviceAllocator(c10::DeviceType::CUDA);
+  auto st = alloc->getDeviceStats(idx);
+  *allocated = st.allocated_bytes[0].current;  // held by live tensors
+  *reserved = st.reserved_bytes[0].current;    // held by the caching allocator, used or not
+  try {
+    auto info = alloc->getMemoryInfo(idx);  // cudaMemGetInfo: (free, total) as the driver sees it
+    *driver_free = static_cast<int64_t>(info.first);
+    *total = static_cast<int64_t>(info.second);
+  } catch (const std::exception &) {
+    // an allocator without getMemoryInfo: the CUDA runtime's cudaMemGetInfo, found at run time
+    using fn_t = int (*)(size_t *, size_t *);
+    auto fn = reinterpret_cast<fn_t>(dlsym(RTLD_DEFAULT, "cudaMemGetInfo"));
+    if (fn == nullptr) throw std::runtime_error("cudaMemGetInfo not found in the process");
+    c10::DeviceGuard guard(at::Device(at::kCUDA, idx));
+    size_t f = 0, t = 0;
+    int rc = fn(&f, &t);
+    if (rc != 0) throw std::runtime_error("cudaMemGetInfo failed with code " + std::to_string(rc));
+    *driver_free = static_cast<int64_t>(f);
+    *total = static_cast<int64_t>(t);
+  }
+#if defined(SST_CUDA_HEADERS)
+  *fraction = c10::cuda::CUDACachingAllocator::getMemoryFraction(idx);
+#else
+  *fraction = -1;
+#endif
+  SST_END
+}
+
+int sst_cuda_memory_fraction_known(void) {
+#if defined(SST_CUDA_HEADERS)
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+namespace {
+
+// part_scores returns q (B, H, T, D) against keys k (Bk, H, P, D) in float32, (B, H, T, P). A
+// key batch of 1 with B > 1 is shared by every row: the rows' queries are folded into one
+// matrix per head, (H, B*T, D) x (H, D, P), so the keys are neither expanded nor copied.
+at::Tensor part_scores(const at::Tensor &qf, const at::Tensor &k) {
+  int64_t B = qf.size(0), H = qf.size(1), T = qf.size(2), D = qf.size(3);
+  at::Tensor kf = k.to(at::kFloat);
+  if (k.size(0) == B) return at::matmul(qf, kf.transpose(-1, -2));
+  if (k.size(0) != 1) throw std::invalid_argument("attention part: key batch must be 1 or the query batch");
+  at::Tensor qh = qf.permute({1, 0, 2, 3}).reshape({H, B * T, D});
+  at::Tensor s = at::bmm(qh, kf.select(0, 0).transpose(1, 2));  // (H, B*T, P)
+  return s.reshape({H, B, T, k.size(2)}).permute({1, 0, 2, 3});
+}
+
+// part_values returns p (B, H, T, P) times values v (Bv, H, P, D): (B, H, T, D) in p's dtype,
+// shared values (Bv = 1) folded like part_scores.
+at::Tensor part_values(const at::Tensor &p, const at::Tensor &v) {
+  int64_t B = p.size(0), H = p.size(1), T = p.size(2), P = p.size(3);
+  if (v.size(0) == B) return at::matmul(p, v);
+  if (v.size(0) != 1) throw std::invalid_argument("attention part: value batch must be 1 or the query batch");
+  at::Tensor ph = p.permute({1, 0, 2, 3}).reshape({H, B * T, P});
+  at::Tensor o = at::bmm(ph, v.select(0, 0));  // (H, B*T, D)
+  return o.reshape({H, B, T, v.size(3)}).permute({1, 0, 2, 3});
+}
+
+}  // namespace
+
+sst_error sst_attention_parts(const sst_tensor *q_, sst_tensor *const *ks, sst_tensor *const *vs, int64_t n,
+                              const sst_tensor *mask_, sst_tensor **out) {
+  SST_BEGIN("sst_attention_parts")
+  check_out(out);
+  const at::Tensor &q = T(q_, "q");
+  std::vector<at::Tensor> k = tensor_list(ks, n), v = tensor_list(vs, n);
+  if (q.dim() != 4) throw std::invalid_argument("attention: q must be (B, H, T, D)");
+  for (int64_t i = 0; i < n; i++) {
+    if (k[i].dim() != 4 || v[i].dim() != 4 || k[i].size(2) != v[i].size(2))
+      throw std::invalid_argument("attention part " + std::to_string(i) + ": k and v must be (B|1, H, P, D) alike");
+  }
+  double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  at::Tensor qf = q.to(at::kFloat);
+  std::vector<at::Tensor> scores;
+  scores.reserve(n);
+  for (int64_t i = 0; i < n; i++) scores.push_back(part_scores(qf, k[i]));
+  at::Tensor s = (n == 1 ? scores[0] : at::cat(scores, -1)).mul(scale);  // (B, H, T, ΣP)
+  if (mask_ != nullptr) s.masked_fill_(mask_->t.logical_not(), std::numeric_limits<float>::lowest());
+  at::Tensor p = s.softmax(-1).to(v[0].scalar_type());
+  if (n == 1) {
+    *out = wrap(part_values(p, v[0]));
+    return nullptr;
+  }
+  // the parts' outputs summed in float32 and rounded once
+  at::Tensor acc;
+  int64_t off = 0;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t P = k[i].size(2);
+    at::Tensor o = part_values(p.narrow(-1, off, P), v[i]).to(at::kFloat);
+    acc = i == 0 ? o : acc.add_(o);
+    off += P;
+  }
+  *out = wrap(acc.to(v[0].scalar_type()));
+  SST_END
+}
+
+}  // extern "C"
+
+// ---------------------------------------------------------------------------------------------
+// DLPack exchange (shim.h, docs/tensors.md).
+
+#include <ATen/DLConvertor.h>
+
+#include <memory>
+#include <new>
+
+namespace {
+
+// An exported tensor: our own DLManagedTensor around the one at::toDLPack made, so that the
+// export counts in g_live until its consumer calls the deleter.
+struct SstExport {
+  DLManagedTensor mt;     // what the consumer sees; mt.manager_ctx points back here
+  DLManagedTensor *inner; // at::toDLPack's, holding the ATen reference
+};
+
+void sst_export_deleter(DLManagedTensor *self) noexcept {
+  if (self == nullptr) return;
+  auto *e = static_cast<SstExport *>(self->manager_ctx);
+  DLManagedTensor *inner = e->inner;
+  delete e;
+  try {
+    if (inner != nullptr && inner->deleter != nullptr) inner->deleter(inner);
+  } catch (...) {
+  }
+  g_live.fetch_sub(1, std::memory_order_relaxed);
+}
+
+// The import's deleter is armed only once the handle exists: if fromDLPack or anything after it
+// throws, the half-built tensor's destruction must not free memory the caller still owns.
+struct SstImport {
+  DLManagedTensor *src;
+  std::atomic<bool> armed{false};
+};
+
+}  // namespace
+
+extern "C" {
+
+sst_error sst_to_dlpack(const sst_tensor *t, DLManagedTensor **out) {
+  SST_BEGIN("sst_to_dlpack")
+  check_out(out);
+  const at::Tensor &x = T(t, "t");
+  DLManagedTensor *inner = at::toDLPack(x);
+  auto *e = new (std::nothrow) SstExport;
+  if (e == nullptr) {
+    inner->deleter(inner);
+    throw std::bad_alloc();
+  }
+  e->mt = *inner;  // dl_tensor's shape/strides point into inner's ATen tensor, alive as long as e
+  e->mt.manager_ctx = e;
+  e->mt.deleter = &sst_export_deleter;
+  e->inner = inner;
+  g_live.fetch_add(1, std::memory_order_relaxed);
+  *out = &e->mt;
+  SST_END
+}
+
+sst_error sst_from_dlpack(DLManagedTensor *src, sst_tensor **out) {
+  SST_BEGIN("sst_from_dlpack")
+  check_out(out);
+  if (src == nullptr) throw std::invalid_argument("DLManagedTensor is NULL");
+  const DLTensor &d = src->dl_tensor;
+  switch (d.device.device_type) {
+    case kDLCPU:
+      break;
+    case kDLCUDA:
+      to_device(SST_CUDA, d.device.device_id);  // throws when the device does not exist
+      break;
+    default:
+      throw std::invalid_argument("DLPack device type " + std::to_string(static_cast<int>(d.device.device_type)) +
+                                  " not supported (want CPU or CUDA memory)");
+  }
+  if (d.ndim < 0 || d.ndim > SST_MAX_DIMS)
+    throw std::invalid_argument("DLPack tensor has " + std::to_string(d.ndim) + " dimensions (max " +
+                                std::to_string(SST_MAX_DIMS) + ")");
+  if (d.ndim > 0 && d.shape == nullptr) throw std::invalid_argument("DLPack tensor has no shape");
+  // fromDLPack ignores byte_offset: hand it a copy whose data pointer includes it.
+  DLManagedTensor view = *src;
+  view.dl_tensor.data = static_cast<char *>(d.data) + d.byte_offset;
+  view.dl_tensor.byte_offset = 0;
+  auto ctx = std::make_shared<SstImport>();
+  ctx->src = src;
+  at::Tensor x = at::fromDLPack(&view, [ctx](void *) {
+    if (ctx->armed.exchange(false) && ctx->src->deleter != nullptr) ctx->src->deleter(ctx->src);
+  });
+  from_scalar(x.scalar_type());  // refuses dtypes the shim has no code for
+  sst_tensor *h = wrap(std::move(x));
+  ctx->armed.store(true);  // from here on the handle owns src
+  *out = h;
+  SST_END
+}
+
+sst_error sst_alias(const sst_tensor *t, sst_tensor **out) {
+  SST_BEGIN("sst_alias")
+  check_out(out);
+  *out = wrap(T(t, "t"));
+  SST_END
+}
+
+sst_error sst_data_info(const sst_tensor *t, uint64_t *data_ptr, int *contiguous) {
+  SST_BEGIN("sst_data_info")
+  const at::Tensor &x = T(t, "t");
+  if (data_ptr) *data_ptr = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(x.data_ptr()));
+  if (contiguous) *contiguous = x.is_contiguous() ? 1 : 0;
+  SST_END
+}
+
+sst_error sst_to_contiguous(const sst_tensor *t, int dtype, int dev_type, int64_t dev_index, sst_tensor **out) {
+  SST_BEGIN("sst_to_contiguous")
+  check_out(out);
+  const at::Tensor &x = T(t, "t");
+  at::Device dev = to_device(dev_type, dev_index);
+  at::ScalarType st = to_scalar(dtype);
+  // to() ignores the memory format when nothing else changes; contiguous() returns x itself
+  // when it already is contiguous. Either way at most one copy.
+  if (x.device() == dev && x.scalar_type() == st)
+    *out = wrap(x.contiguous());
+  else
+    *out = wrap(x.to(dev, st, /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::Contiguous));
   SST_END
 }
 

@@ -40,7 +40,7 @@ enum { SST_CPU = 0, SST_CUDA = 1 };
 SST_API void sst_free_error(sst_error e);
 /* Frees a tensor handle (NULL is ignored). */
 SST_API void sst_free(sst_tensor *t);
-/* Number of tensor handles alive in this process. */
+/* Number of tensor handles alive in this process, plus DLPack exports not yet deleted. */
 SST_API int64_t sst_live_tensors(void);
 
 /* Library facts. *out is malloc'd; free with sst_free_error. */
@@ -49,6 +49,10 @@ SST_API sst_error sst_cuda_device_count(int64_t *out);
 SST_API sst_error sst_cuda_mem_info(int64_t device, int64_t *free_bytes, int64_t *total_bytes);
 SST_API sst_error sst_set_num_threads(int64_t n);
 SST_API sst_error sst_get_num_threads(int64_t *out);
+/* TF32 on CUDA: at::globalContext()'s allowTF32CuBLAS / allowTF32CuDNN (process-wide; the flags
+ * torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32 read). */
+SST_API sst_error sst_get_tf32(int *cublas, int *cudnn);
+SST_API sst_error sst_set_tf32(int cublas, int cudnn);
 
 /* Creation. from_blob copies `data` (host memory, contiguous, of dtype src_dtype and the given
  * shape) into a new tensor of dtype dst_dtype on the device. */
@@ -154,6 +158,61 @@ SST_API sst_error sst_window_mask(const sst_tensor *mask, const sst_tensor *qpos
  * v's dtype. */
 SST_API sst_error sst_attention(const sst_tensor *q, const sst_tensor *k, const sst_tensor *v,
                         const sst_tensor *mask, sst_tensor **out);
+
+/* DLPack exchange (docs/tensors.md). DLManagedTensor is the unversioned DLPack struct
+ * (dlpack.h); it is only forward-declared here.
+ *
+ * sst_to_dlpack: a new DLManagedTensor sharing t's storage (no copy); t stays owned by the caller.
+ *   The DLPack consumer calls its deleter once, which drops that ATen reference. Until then the
+ *   export counts in sst_live_tensors.
+ * sst_from_dlpack: a tensor handle over src's storage (no copy). On success the handle owns src:
+ *   src->deleter runs when the last ATen reference to the storage goes. On failure src is
+ *   untouched and still owned by the caller. Refused: devices other than CPU and CUDA, CUDA
+ *   devices that do not exist, dtypes the shim has no code for, more than SST_MAX_DIMS dims.
+ * sst_alias: a second handle on the same ATen tensor (no copy).
+ * sst_data_info: the data pointer (with the storage offset) and whether t is contiguous.
+ * sst_to_contiguous: t itself (a new handle, no copy) when it already has that dtype and device
+ *   and is contiguous; otherwise one copy that is. */
+struct DLManagedTensor;
+SST_API sst_error sst_to_dlpack(const sst_tensor *t, struct DLManagedTensor **out);
+SST_API sst_error sst_from_dlpack(struct DLManagedTensor *src, sst_tensor **out);
+SST_API sst_error sst_alias(const sst_tensor *t, sst_tensor **out);
+SST_API sst_error sst_data_info(const sst_tensor *t, uint64_t *data_ptr, int *contiguous);
+SST_API sst_error sst_to_contiguous(const sst_tensor *t, int dtype, int dev_type, int64_t dev_index,
+                                   sst_tensor **out);
+
+/* ---- Transfers, fault injection, memory budget, attention over parts (issue 16) ---- */
+
+/* Host->device uploads (from_blob; to from the CPU to CUDA) and device->host reads (copy_to_host;
+ * to from CUDA to the CPU: each a synchronisation on CUDA), counted since the process started,
+ * and how many of each happened while a hot loop was marked. Any out-pointer may be NULL. */
+SST_API sst_error sst_transfer_counts(int64_t *uploads, int64_t *syncs, int64_t *uploads_hot,
+                              int64_t *syncs_hot);
+/* Marks entering (enter != 0) or leaving (enter == 0) a hot loop (the loop over blocks). The mark
+ * is process-wide: transfers of other threads during the loop count as inside it. */
+SST_API void sst_hot_loop(int enter);
+/* Test hook: linear fails as out of memory when its input is (B, T, C) with B > rows (rows 0:
+ * off; rows < 0 leaves the setting). *injected (may be NULL) gets the failures injected so far. */
+SST_API void sst_debug_oom_rows(int64_t rows, int64_t *injected);
+/* Attention through at::scaled_dot_product_attention in sst_attention: mode 0 never, 1 on CUDA
+ * tensors (the default), 2 on every device. Returns the previous mode (mode outside 0..2: the
+ * current mode, unchanged). */
+SST_API int sst_set_sdpa(int mode);
+/* Memory of a CUDA device: free and total as the driver reports them, bytes held by live tensors
+ * (allocated) and by the caching allocator (reserved), and the allocator's per-process memory
+ * fraction (torch.cuda.set_per_process_memory_fraction; -1 when this build cannot read it). */
+SST_API sst_error sst_cuda_memory(int64_t device, int64_t *driver_free, int64_t *total,
+                          int64_t *allocated, int64_t *reserved, double *fraction);
+/* 1 when sst_cuda_memory can read the memory fraction (built with the CUDA headers), else 0. */
+SST_API int sst_cuda_memory_fraction_known(void);
+/* Attention of q (B, H, T, D) over n parts of keys and values, k[i]/v[i] (B|1, H, P_i, D): the
+ * parts are attended jointly (one softmax over every key, in part order) without concatenating
+ * them; a part of batch 1 is shared by every row and never expanded or copied. mask NULL or
+ * boolean broadcastable to (B, H, T, ΣP_i), true = may attend. Scores in float32 scaled by
+ * 1/sqrt(D); probabilities rounded to v's dtype; the parts' outputs summed in float32 and
+ * rounded once to v's dtype. */
+SST_API sst_error sst_attention_parts(const sst_tensor *q, sst_tensor *const *k, sst_tensor *const *v,
+                              int64_t n, const sst_tensor *mask, sst_tensor **out);
 
 #ifdef __cplusplus
 }
