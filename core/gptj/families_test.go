@@ -334,3 +334,42 @@ func TestFamiliesBFloat16(t *testing.T) {
 		})
 	}
 }
+
+// The families keep the block loop free of host↔device transfers: window masks, positions and
+// rotary angles are made before it (TestNoTransfersInBlockLoop's check).
+func TestFamiliesNoTransfersInBlockLoop(t *testing.T) {
+	for _, name := range []string{"mistral", "qwen2", "gpt2", "gemma"} {
+		t.Run(name, func(t *testing.T) {
+			r := makeFamily(t, name)
+			m, err := Load(r.dir, torch.Float32, torch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			ctx := context.Background()
+			seq := r.ids(t, 2)
+			c0 := torch.TransferCounts()
+			out, err := m.Forward(ctx, [][]int{seq, r.ids(t, 0)}, Request{Full: true, LeftPad: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := out.Resid[0]
+			prefix, err := m.ComputePrefix(ctx, seq[:len(seq)-1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := torch.NewScope()
+			lg, err := m.Continue(ctx, s.Reshape(s.Narrow(h, 1, 3, 1), 2, -1), 1, prefix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lg.Close()
+			s.Close()
+			prefix.Close()
+			out.Close()
+			if d := torch.TransferCounts().Sub(c0); d.HotUploads != 0 || d.HotSyncs != 0 {
+				t.Errorf("%d uploads and %d syncs inside the block loop, want none", d.HotUploads, d.HotSyncs)
+			}
+		})
+	}
+}
