@@ -70,7 +70,7 @@ type Pass struct {
 	// Shared (optional) holds the K/V of P0 positions before Past, batch 1, shared by every row
 	// (a target prefix under a per-row generation cache). The mask then covers P0+P+T keys.
 	Shared *KV
-	// CollectKV returns this pass's own K/V (B, H, T, D) for every block run (a prefix cache, a
+	// CollectKV returns this pass's own K/V (B, Hkv, T, D) for every block run (a prefix cache, a
 	// generation step's new entries — append them to a cache with Cat along dim 2).
 	CollectKV bool
 	// Pre and Post, if set, are called on the residual entering / leaving every block run.
