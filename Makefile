@@ -105,6 +105,6 @@ FUZZTIME ?= 5s
 FUZZTIME_API ?= 30s
 FUZZ_TARGETS := core/weights:FuzzSafetensorsHeader core/weights:FuzzTorchZip core/weights:FuzzUnpickle \
 	core/data:FuzzDecodeJSONLine core/tokenizer:FuzzEncodeDecode core/tokenizer:FuzzLoadJSON \
-	core/config:FuzzParseGPTJConfig
+	core/config:FuzzParseGPTJConfig core/config:FuzzParseDecoder
 fuzz-short: $(GOLIB)
 	tools/fuzz_short.sh $(FUZZTIME) $(FUZZTIME_API) $(FUZZ_TARGETS) core/api:FuzzCall

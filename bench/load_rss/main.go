@@ -1,9 +1,11 @@
-// Command load_rss loads GPT-J checkpoints with core/gptj (tensor by tensor, straight into the
-// requested dtype on the CPU) and reports the peak private memory (RssAnon, sampled every 5 ms)
-// against the model's size in that dtype: loading must hold one copy of the model plus at most a
-// few tensors, never two copies. (Each tensor is copied out of the memory map into one reused
-// buffer — so a file truncated underneath is an error, not a SIGBUS — hence the peak is the model
-// plus the largest tensor in its stored dtype; the buffer is handed back after loading.)
+// Command load_rss loads checkpoints (of any supported family) with core/gptj (tensor by tensor,
+// straight into the requested dtype on the CPU) and reports the peak private memory (RssAnon,
+// sampled every 5 ms) against the model's size in that dtype: loading must hold one copy of the
+// model plus at most a few tensors, never two copies. (Each tensor is copied out of the memory
+// map into one reused buffer — so a file truncated underneath is an error, not a SIGBUS — hence
+// the peak is the model plus the largest tensor in its stored dtype; the buffer is handed back
+// after loading.) A tied head is the embedding tensor itself and adds nothing;
+// bench/families_side_by_side.py --rss runs this on a checkpoint of every family.
 //
 //	.venv/bin/python core/weights/testdata/make_ckpt.py /tmp/wbig big 2048 4
 //	make build && go run ./bench/load_rss -dtype float32 /tmp/wbig/st /tmp/wbig/bin

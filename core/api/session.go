@@ -269,7 +269,8 @@ func decode(req []byte, v any) (err error) {
 func (s *Session) config(context.Context, []byte, func(int64, int64)) (any, error) {
 	c := s.Model.Cfg
 	out := map[string]any{
-		"model_type": "gptj", "n_embd": c.NEmbd, "n_layer": c.NLayer, "n_head": c.NHead,
+		"model_type": c.ModelType, "n_embd": c.NEmbd, "n_layer": c.NLayer, "n_head": c.NHead,
+		"n_key_value_heads": c.KVHeads(), "sliding_window": windows(c),
 		"rotary_dim": c.RotaryDim, "vocab_size": c.VocabSize, "n_positions": c.NPositions,
 		"n_inner": c.NInner, "layer_norm_epsilon": c.LayerNormEps, "activation_function": c.Activation,
 		"bos_token_id": c.BOS, "eos_token_id": c.EOS, "d_head": c.HeadDim(),
@@ -288,14 +289,34 @@ func (s *Session) devices() []string {
 	return out
 }
 
+// windows is the per-block sliding window (0: full attention), or nil when no block has one.
+func windows(c gptj.Config) []int {
+	if !c.Windowed() {
+		return nil
+	}
+	w := make([]int, c.NLayer)
+	for l := range w {
+		w[l] = c.Window(l)
+	}
+	return w
+}
+
+// bos is the token prepend_bos adds: the tokenizer's BOS, else config.json's bos_token_id, else
+// its eos_token_id (a model without a BOS of its own, such as Qwen's, starts documents after its
+// end-of-text token), else GPT-J's <|endoftext|> (50256) when the vocabulary has it, else 0.
 func (s *Session) bos() int {
-	if s.Tok != nil && s.Tok.BOS() >= 0 {
+	c := s.Model.Cfg
+	switch {
+	case s.Tok != nil && s.Tok.BOS() >= 0:
 		return s.Tok.BOS()
+	case c.BOS >= 0 && c.BOS < c.VocabSize:
+		return c.BOS
+	case c.EOS >= 0 && c.EOS < c.VocabSize:
+		return c.EOS
+	case 50256 < c.VocabSize:
+		return 50256
 	}
-	if s.Model.Cfg.BOS >= 0 {
-		return s.Model.Cfg.BOS
-	}
-	return 50256
+	return 0
 }
 
 func (s *Session) tokenize(_ context.Context, req []byte, _ func(int64, int64)) (any, error) {

@@ -105,8 +105,11 @@ func (m *Model) prepare(s *torch.Scope, seqs [][]int, leftPad bool) (*batchInput
 	return in, s.Err()
 }
 
-// rotary returns sin, cos (B, T, 1, rot/2) for positions pos (B, T).
+// rotary returns sin, cos (B, T, 1, rot/2) for positions pos (B, T); nil, nil without rotary.
 func (m *Model) rotary(s *torch.Scope, pos *torch.Tensor) (sin, cos *torch.Tensor) {
+	if m.sincos == nil {
+		return nil, nil
+	}
 	half := int64(m.Cfg.RotaryDim / 2)
 	sc := s.Embedding(m.sincos, pos) // (B, T, rot)
 	sin = s.Unsqueeze(s.Narrow(sc, -1, 0, half), 2)
@@ -114,9 +117,9 @@ func (m *Model) rotary(s *torch.Scope, pos *torch.Tensor) (sin, cos *torch.Tenso
 	return sin, cos
 }
 
-// head is ln_f then lm_head, returning float32 logits.
+// head is the final norm then the unembedding, returning float32 logits.
 func (m *Model) head(s *torch.Scope, x *torch.Tensor) *torch.Tensor {
-	y := s.Linear(s.LayerNorm(x, m.lnfW, m.lnfB, m.Cfg.LayerNormEps), m.headW, m.headB)
+	y := s.Linear(m.norm(s, x, m.lnfW, m.lnfB), m.headW, m.headB)
 	if m.DType != torch.Float32 {
 		y = s.To(y, torch.Float32, m.Device)
 	}
@@ -215,10 +218,10 @@ func (m *Model) Forward(ctx context.Context, seqs [][]int, req Request) (out *Ou
 		}
 		return x
 	}
-	x := s.Embedding(m.wte, in.ids) // (B, T, C)
+	x := m.Embed(s, in.ids, in.pos) // (B, T, C)
 	keep(s, -1, x)
 	sin, cos := m.rotary(s, in.pos) // (B, T, 1, rot/2)
-	x, _ = m.RunBlocks(ctx, s, x, Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: in.mask, Post: keep})
+	x, _ = m.RunBlocks(ctx, s, x, Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: in.mask, Pos: in.pos, Post: keep})
 	if req.Full {
 		out.Logits = s.Keep(m.head(s, x)) // (B, T, V)
 	} else if len(req.LogitPoints) > 0 {
@@ -231,7 +234,7 @@ func (m *Model) Forward(ctx context.Context, seqs [][]int, req Request) (out *Ou
 	return out, nil
 }
 
-// Prefix holds the K/V of a token prefix for every block, (1, H, P, D) each (nil when Len = 0).
+// Prefix holds the K/V of a token prefix for every block, (1, Hkv, P, D) each (nil when Len = 0).
 type Prefix struct {
 	Len int
 	KV
@@ -257,9 +260,9 @@ func (m *Model) ComputePrefix(ctx context.Context, ids []int) (*Prefix, error) {
 	if err != nil {
 		return nil, err
 	}
-	x := s.Embedding(m.wte, in.ids) // (1, P, C)
+	x := m.Embed(s, in.ids, in.pos) // (1, P, C)
 	sin, cos := m.rotary(s, in.pos) // (1, P, 1, rot/2)
-	_, kv := m.RunBlocks(ctx, s, x, Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: in.mask, CollectKV: true})
+	_, kv := m.RunBlocks(ctx, s, x, Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: in.mask, Pos: in.pos, CollectKV: true})
 	if err := s.Err(); err != nil {
 		return nil, err
 	}
@@ -286,7 +289,11 @@ func (m *Model) Continue(ctx context.Context, h *torch.Tensor, start int, prefix
 	x := s.Reshape(h, N, 1, int64(m.Cfg.NEmbd)) // (N, 1, C)
 	pos := s.Full([]int64{1, 1}, float64(prefix.Len), torch.Int64, m.Device)
 	sin, cos := m.rotary(s, pos) // (1, 1, 1, rot/2), broadcast over N
-	x, _ = m.RunBlocks(ctx, s, x, Pass{Start: start, End: m.Cfg.NLayer, Sin: sin, Cos: cos, Past: &prefix.KV})
+	p := Pass{Start: start, End: m.Cfg.NLayer, Sin: sin, Cos: cos, Past: &prefix.KV}
+	if m.Cfg.windowed(start, m.Cfg.NLayer) {
+		p.Pos, p.PastPos = pos, prefix.Positions(s, m.Device)
+	}
+	x, _ = m.RunBlocks(ctx, s, x, p)
 	logits := s.Reshape(m.head(s, x), N, -1) // (N, V)
 	if err := s.Err(); err != nil {
 		return nil, err
@@ -295,10 +302,10 @@ func (m *Model) Continue(ctx context.Context, h *torch.Tensor, start int, prefix
 }
 
 // LogitsAt returns the float32 logits of token tok[i] at row i of x (N, C), a residual after
-// the last block: (ln_f(x) · W[tok] + b[tok]) without the (N, V) projection.
+// the last block: (norm(x) · W[tok] + b[tok]) without the (N, V) projection.
 func (m *Model) LogitsAt(s *torch.Scope, x, tok *torch.Tensor) *torch.Tensor {
-	z := s.LayerNorm(x, m.lnfW, m.lnfB, m.Cfg.LayerNormEps) // (N, C)
-	w := s.IndexSelect(m.headW, 0, tok)                     // (N, C)
+	z := m.norm(s, x, m.lnfW, m.lnfB)   // (N, C)
+	w := s.IndexSelect(m.headW, 0, tok) // (N, C)
 	y := s.Sum(s.Mul(s.To(z, torch.Float32, m.Device), s.To(w, torch.Float32, m.Device)), 1, false)
 	if m.headB != nil {
 		y = s.Add(y, s.To(s.IndexSelect(m.headB, 0, tok), torch.Float32, m.Device))

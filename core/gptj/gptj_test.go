@@ -306,10 +306,14 @@ func TestLoadErrors(t *testing.T) {
 		wantSub string
 	}{
 		{"missing dir", func(dir string) { os.RemoveAll(dir) }, torch.Float32, torch.CPU, "no such file"},
-		{"not gptj", func(dir string) {
+		{"unsupported model_type", func(dir string) {
+			b, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+			os.WriteFile(filepath.Join(dir, "config.json"), []byte(strings.Replace(string(b), `"gptj"`, `"bert"`, 1)), 0o644)
+		}, torch.Float32, torch.CPU, `model_type "bert" is not supported (supported: gemma, gpt2, gpt_neox, gptj, llama, mistral, qwen2, qwen3)`},
+		{"another family's config", func(dir string) {
 			b, _ := os.ReadFile(filepath.Join(dir, "config.json"))
 			os.WriteFile(filepath.Join(dir, "config.json"), []byte(strings.Replace(string(b), `"gptj"`, `"llama"`, 1)), 0o644)
-		}, torch.Float32, torch.CPU, "llama"},
+		}, torch.Float32, torch.CPU, "llama config: required field hidden_size is missing"},
 		{"no cuda", func(string) {}, torch.Float32, torch.CUDA(3), "does not exist"},
 		{"int dtype", func(string) {}, torch.Int64, torch.CPU, "dtype"},
 	}

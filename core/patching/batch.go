@@ -121,6 +121,9 @@ func (w *writer) hook(s *torch.Scope, l int, x *torch.Tensor) *torch.Tensor {
 func (w *writer) pass(s *torch.Scope, m *gptj.Model, tb *tails, prefix *gptj.Prefix, site Site, collectKV bool) gptj.Pass {
 	sin, cos := m.Angles(s, tb.pos) // (B, T, 1, rot/2)
 	p := gptj.Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: tb.mask, Past: &prefix.KV, CollectKV: collectKV}
+	if m.Cfg.Windowed() {
+		p.Pos, p.PastPos = tb.pos, prefix.Positions(s, m.Device)
+	}
 	if site == ResidPre {
 		p.Pre = w.hook
 	} else {

@@ -93,8 +93,9 @@ type decoder struct {
 	active []int        // batch rows still generating, in cache order
 	next   []int        // per batch row, the absolute position of its next token
 	valid  [][]bool     // per cache row, which keys are real (not padding): the prefix's, then the cache's
-	prefix *gptj.Prefix // the shared target prefix (1, H, P, D) per block, attended by every row uncopied
-	cache  gptj.KV      // (A, H, K-P, D) per block: the active rows' own keys and values after the prefix
+	keyPos [][]int64    // per cache row, the position of each of those keys (read by sliding windows)
+	prefix *gptj.Prefix // the shared target prefix (1, Hkv, P, D) per block, attended by every row uncopied
+	cache  gptj.KV      // (A, Hkv, K-P, D) per block: the active rows' own keys and values after the prefix
 }
 
 // run does the prompt pass (with the writes) and the decode steps.
@@ -135,7 +136,7 @@ func (d *decoder) prompt(ctx context.Context, vecs *torch.Tensor, site Site, P i
 	defer ps.Close()
 	tb := newTails(ps, m, d.rows, d.idx, P)
 	w := newWriter(ps, d.rows, d.idx, vecs, tb)
-	x := m.Embed(ps, tb.ids) // (B, T, C)
+	x := m.Embed(ps, tb.ids, tb.pos) // (B, T, C)
 	x, kv := m.RunBlocks(ctx, ps, x, w.pass(ps, m, tb, prefix, site, true))
 	logits := s.Own(ps.Keep(m.Logits(ps, tb.lastRows(ps, x))), nil) // (B, V)
 	if err := ps.Err(); err != nil {
@@ -143,6 +144,13 @@ func (d *decoder) prompt(ctx context.Context, vecs *torch.Tensor, site Site, P i
 		return nil
 	}
 	d.valid = tb.valid
+	d.keyPos = make([][]int64, B)
+	for b := range d.keyPos { // the prefix and the tail slots: key k sits at position k
+		d.keyPos[b] = make([]int64, len(tb.valid[b]))
+		for k := range d.keyPos[b] {
+			d.keyPos[b][k] = int64(k)
+		}
+	}
 	d.prefix = prefix
 	d.cache = gptj.KV{K: make([]*torch.Tensor, m.Cfg.NLayer), V: make([]*torch.Tensor, m.Cfg.NLayer)}
 	for l := range m.Cfg.NLayer {
@@ -181,8 +189,9 @@ func (d *decoder) compact(keep []int) {
 	at := indexTensor(s, keep, d.m.Device)
 	active := make([]int, len(keep))
 	valid := make([][]bool, len(keep))
+	keyPos := make([][]int64, len(keep))
 	for k, a := range keep {
-		active[k], valid[k] = d.active[a], d.valid[a]
+		active[k], valid[k], keyPos[k] = d.active[a], d.valid[a], d.keyPos[a]
 	}
 	for l := range d.cache.K {
 		k, v := d.cache.K[l], d.cache.V[l]
@@ -190,7 +199,7 @@ func (d *decoder) compact(keep []int) {
 		s.Free(k, v)
 	}
 	s.Free(at)
-	d.active, d.valid = active, valid
+	d.active, d.valid, d.keyPos = active, valid, keyPos
 }
 
 // step feeds the last chosen token of every active row and returns the next logits (A, V).
@@ -201,6 +210,11 @@ func (d *decoder) step(ctx context.Context) *torch.Tensor {
 	pos := make([]int64, A)
 	K := len(d.valid[0])
 	mask := make([]uint8, A*(K+1))
+	windowed := m.Cfg.Windowed()
+	var pastPos []int64 // (A, K): the cached keys' positions, for sliding windows
+	if windowed {
+		pastPos = make([]int64, 0, A*K)
+	}
 	for a, b := range d.active {
 		row := d.tokens[b]
 		ids[a] = int64(row[len(row)-1])
@@ -213,14 +227,23 @@ func (d *decoder) step(ctx context.Context) *torch.Tensor {
 		}
 		mask[a*(K+1)+K] = 1
 		d.valid[a] = append(d.valid[a], true)
+		if windowed {
+			pastPos = append(pastPos, d.keyPos[a]...)
+		}
+		d.keyPos[a] = append(d.keyPos[a], pos[a])
 	}
 	ss := torch.NewScope()
 	defer ss.Close()
 	dev := m.Device
-	x := m.Embed(ss, torch.ScopeFromSlice(ss, ids, []int64{int64(A), 1}, torch.Int64, dev)) // (A, 1, C)
-	sin, cos := m.Angles(ss, torch.ScopeFromSlice(ss, pos, []int64{int64(A), 1}, torch.Int64, dev))
+	posT := torch.ScopeFromSlice(ss, pos, []int64{int64(A), 1}, torch.Int64, dev)
+	x := m.Embed(ss, torch.ScopeFromSlice(ss, ids, []int64{int64(A), 1}, torch.Int64, dev), posT) // (A, 1, C)
+	sin, cos := m.Angles(ss, posT)
 	maskT := torch.ScopeFromSlice(ss, mask, []int64{int64(A), 1, 1, int64(K + 1)}, torch.Bool, dev)
-	x, kv := m.RunBlocks(ctx, ss, x, gptj.Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: maskT, Shared: &d.prefix.KV, Past: &d.cache, CollectKV: true})
+	p := gptj.Pass{End: m.Cfg.NLayer, Sin: sin, Cos: cos, Mask: maskT, Shared: &d.prefix.KV, Past: &d.cache, CollectKV: true}
+	if windowed {
+		p.Pos, p.PastPos = posT, torch.ScopeFromSlice(ss, pastPos, []int64{int64(A), int64(K)}, torch.Int64, dev)
+	}
+	x, kv := m.RunBlocks(ctx, ss, x, p)
 	logits := m.Logits(ss, ss.Reshape(x, int64(A), -1)) // (A, V)
 	if err := ss.Err(); err != nil {
 		s.Fail(fmt.Errorf("decode step: %w", err))

@@ -141,7 +141,7 @@ func patchBatch(ctx context.Context, m *gptj.Model, rows []Row, idx []int, vecs 
 	}
 	tb := newTails(s, m, rows, idx, j.prefixLen)
 	w := newWriter(s, rows, idx, vecs, tb)
-	x := m.Embed(s, tb.ids) // (B, T, C)
+	x := m.Embed(s, tb.ids, tb.pos) // (B, T, C)
 	x, _ = m.RunBlocks(ctx, s, x, w.pass(s, m, tb, prefix, site, false))
 	logits := m.Logits(s, tb.lastRows(s, x)) // (B, V)
 	if err := s.Err(); err != nil {

@@ -210,6 +210,8 @@ func (s *Scope) Neg(t *Tensor) *Tensor        { return s.unary("neg", cNeg, t) }
 func (s *Scope) Sin(t *Tensor) *Tensor        { return s.unary("sin", cSin, t) }
 func (s *Scope) Cos(t *Tensor) *Tensor        { return s.unary("cos", cCos, t) }
 func (s *Scope) GeluTanh(t *Tensor) *Tensor   { return s.unary("gelu_tanh", cGeluTanh, t) }
+func (s *Scope) Gelu(t *Tensor) *Tensor       { return s.unary("gelu", cGelu, t) }
+func (s *Scope) Silu(t *Tensor) *Tensor       { return s.unary("silu", cSilu, t) }
 func (s *Scope) Add(a, b *Tensor) *Tensor     { return s.binary("add", cAdd, a, b) }
 func (s *Scope) Sub(a, b *Tensor) *Tensor     { return s.binary("sub", cSub, a, b) }
 func (s *Scope) Mul(a, b *Tensor) *Tensor     { return s.binary("mul", cMul, a, b) }
@@ -230,6 +232,8 @@ var (
 	cSin        = func(a cT, o cOut) cErr { return C.sst_sin(a, o) }
 	cCos        = func(a cT, o cOut) cErr { return C.sst_cos(a, o) }
 	cGeluTanh   = func(a cT, o cOut) cErr { return C.sst_gelu_tanh(a, o) }
+	cGelu       = func(a cT, o cOut) cErr { return C.sst_gelu(a, o) }
+	cSilu       = func(a cT, o cOut) cErr { return C.sst_silu(a, o) }
 	cAdd        = func(a, b cT, o cOut) cErr { return C.sst_add(a, b, o) }
 	cSub        = func(a, b cT, o cOut) cErr { return C.sst_sub(a, b, o) }
 	cMul        = func(a, b cT, o cOut) cErr { return C.sst_mul(a, b, o) }
@@ -402,6 +406,39 @@ func (s *Scope) RotaryGPTJ(x, sin, cos *Tensor, rot int64) *Tensor {
 	return s.op("rotary_gptj", func(o cOut) cErr {
 		return C.sst_rotary_gptj(x.h, sin.h, cos.h, C.int64_t(rot), o)
 	}, x, sin, cos)
+}
+
+// RMSNorm is HF's LlamaRMSNorm over the last dimension: x / sqrt(mean(x²) + eps) in float32,
+// cast back to x's dtype, then times w (w may be nil).
+func (s *Scope) RMSNorm(x, w *Tensor, eps float64) *Tensor {
+	return s.op("rms_norm", func(o cOut) cErr {
+		return C.sst_rms_norm(x.h, w.handle(), C.double(eps), 0, o)
+	}, x)
+}
+
+// RMSNormPlusOne is HF's GemmaRMSNorm: x / sqrt(mean(x²) + eps) · (1 + w), all in float32, then
+// cast to x's dtype.
+func (s *Scope) RMSNormPlusOne(x, w *Tensor, eps float64) *Tensor {
+	return s.op("rms_norm", func(o cOut) cErr {
+		return C.sst_rms_norm(x.h, w.handle(), C.double(eps), 1, o)
+	}, x)
+}
+
+// RotaryHalf applies the NeoX / Llama rotary embedding (rotate_half) to the first rot dims of the
+// last axis; sin, cos broadcast to (..., rot/2).
+func (s *Scope) RotaryHalf(x, sin, cos *Tensor, rot int64) *Tensor {
+	return s.op("rotary_half", func(o cOut) cErr {
+		return C.sst_rotary_half(x.h, sin.h, cos.h, C.int64_t(rot), o)
+	}, x, sin, cos)
+}
+
+// WindowMask is mask (nil: all allowed) restricted to a sliding window: (B, 1, Tq, Tk) bool, true
+// where the key's position kpos (Bk, Tk) is within window-1 of the query's qpos (Bq, Tq), i.e.
+// kpos > qpos - window, as HF's sliding_window_overlay.
+func (s *Scope) WindowMask(mask, qpos, kpos *Tensor, window int64) *Tensor {
+	return s.op("window_mask", func(o cOut) cErr {
+		return C.sst_window_mask(mask.handle(), qpos.h, kpos.h, C.int64_t(window), o)
+	}, qpos, kpos)
 }
 
 // CausalMask turns valid (B, T) into the (B, 1, T, T) boolean attention mask: key j is visible

@@ -119,6 +119,64 @@ func TestOpsAgainstGoReferences(t *testing.T) {
 			}
 			return out
 		}},
+		{"gelu", s.Gelu(tx), func() []float32 {
+			out := make([]float32, len(x))
+			for i, v := range x {
+				f := float64(v)
+				out[i] = float32(0.5 * f * (1 + math.Erf(f/math.Sqrt2)))
+			}
+			return out
+		}},
+		{"silu", s.Silu(tx), func() []float32 {
+			out := make([]float32, len(x))
+			for i, v := range x {
+				f := float64(v)
+				out[i] = float32(f / (1 + math.Exp(-f)))
+			}
+			return out
+		}},
+		{"rms_norm", s.RMSNorm(tx, tw, 1e-6), func() []float32 {
+			out := make([]float32, len(x))
+			for r := 0; r < 4; r++ {
+				var ms float64
+				for j := 0; j < 6; j++ {
+					ms += float64(x[r*6+j]) * float64(x[r*6+j])
+				}
+				ms /= 6
+				for j := 0; j < 6; j++ {
+					out[r*6+j] = float32(float64(x[r*6+j]) / math.Sqrt(ms+1e-6) * float64(w[j]))
+				}
+			}
+			return out
+		}},
+		{"rms_norm plus one (Gemma)", s.RMSNormPlusOne(tx, tw, 1e-6), func() []float32 {
+			out := make([]float32, len(x))
+			for r := 0; r < 4; r++ {
+				var ms float64
+				for j := 0; j < 6; j++ {
+					ms += float64(x[r*6+j]) * float64(x[r*6+j])
+				}
+				ms /= 6
+				for j := 0; j < 6; j++ {
+					out[r*6+j] = float32(float64(x[r*6+j]) / math.Sqrt(ms+1e-6) * (1 + float64(w[j])))
+				}
+			}
+			return out
+		}},
+		{"rms_norm without weight", s.RMSNorm(tx, nil, 1e-6), func() []float32 {
+			out := make([]float32, len(x))
+			for r := 0; r < 4; r++ {
+				var ms float64
+				for j := 0; j < 6; j++ {
+					ms += float64(x[r*6+j]) * float64(x[r*6+j])
+				}
+				ms /= 6
+				for j := 0; j < 6; j++ {
+					out[r*6+j] = float32(float64(x[r*6+j]) / math.Sqrt(ms+1e-6))
+				}
+			}
+			return out
+		}},
 		{"softmax", s.Softmax(tx, 1), func() []float32 {
 			out := make([]float32, len(x))
 			for r := 0; r < 4; r++ {
@@ -416,5 +474,86 @@ func TestScopeRules(t *testing.T) {
 	}
 	if n := LiveTensors() - before; n != 0 {
 		t.Fatalf("%d tensors leaked", n)
+	}
+}
+
+// RotaryHalf is the NeoX / Llama rotation: within the first rot dims, dimension j < rot/2 pairs
+// with j + rot/2 and the pair turns by angle θ_j; the rest pass through.
+func TestRotaryHalf(t *testing.T) {
+	r := rand.New(rand.NewSource(2))
+	s := NewScope()
+	defer s.Close()
+	const n, D, rot = 3, 10, 6
+	x := randF32(r, n*D)
+	ang := randF32(r, n*rot/2)
+	sin, cos := make([]float32, len(ang)), make([]float32, len(ang))
+	for i, a := range ang {
+		sin[i], cos[i] = float32(math.Sin(float64(a))), float32(math.Cos(float64(a)))
+	}
+	got := s.RotaryHalf(ScopeFromSlice(s, x, []int64{n, D}, Float32, CPU),
+		ScopeFromSlice(s, sin, []int64{n, rot / 2}, Float32, CPU), ScopeFromSlice(s, cos, []int64{n, rot / 2}, Float32, CPU), rot)
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := append([]float32{}, x...)
+	for i := 0; i < n; i++ {
+		for j := 0; j < rot/2; j++ {
+			a, b := float64(x[i*D+j]), float64(x[i*D+j+rot/2])
+			c, sn := float64(cos[i*rot/2+j]), float64(sin[i*rot/2+j])
+			want[i*D+j] = float32(a*c - b*sn)
+			want[i*D+j+rot/2] = float32(b*c + a*sn)
+		}
+	}
+	g, err := got.Float32s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClose(t, "rotary_half", g, want, 1e-5)
+	s.RotaryHalf(got, s.Narrow(got, 1, 0, 3), s.Narrow(got, 1, 0, 3), 7)
+	if err := s.Err(); err == nil || !strings.Contains(err.Error(), "rotary dim 7") {
+		t.Fatalf("odd rotary dim: error %v", err)
+	}
+}
+
+// WindowMask keeps key k for query q when kpos > qpos - window, and ANDs the mask given.
+func TestWindowMask(t *testing.T) {
+	s := NewScope()
+	defer s.Close()
+	qpos := ScopeFromSlice(s, []int64{3, 4, 9, 10}, []int64{2, 2}, Int64, CPU)
+	kpos := ScopeFromSlice(s, []int64{0, 1, 2, 3, 4}, []int64{1, 5}, Int64, CPU)
+	base := make([]uint8, 2*2*5)
+	for i := range base {
+		base[i] = 1
+	}
+	base[0] = 0 // row 0, query 0, key 0 hidden by the mask
+	mask := ScopeFromSlice(s, base, []int64{2, 1, 2, 5}, Bool, CPU)
+	for _, withMask := range []bool{false, true} {
+		mk := mask
+		if !withMask {
+			mk = nil
+		}
+		got := s.WindowMask(mk, qpos, kpos, 3)
+		if err := s.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if sh := got.Shape(); len(sh) != 4 || sh[0] != 2 || sh[1] != 1 || sh[2] != 2 || sh[3] != 5 {
+			t.Fatalf("shape %v, want [2 1 2 5]", sh)
+		}
+		v, err := ToSlice[uint8](s.To(got, Uint8, CPU))
+		if err != nil {
+			t.Fatal(err)
+		}
+		qs := []int64{3, 4, 9, 10}
+		for i, q := range qs {
+			for k := int64(0); k < 5; k++ {
+				want := k > q-3
+				if withMask && i == 0 && k == 0 {
+					want = false
+				}
+				if (v[i*5+int(k)] == 1) != want {
+					t.Fatalf("mask=%v query pos %d key pos %d: got %d, want %v", withMask, q, k, v[i*5+int(k)], want)
+				}
+			}
+		}
 	}
 }

@@ -1,8 +1,10 @@
 """Reference patching and generation with HF transformers forward hooks, the way the Patchscopes
-paper's code patches: a hook on `transformer.h[layer]` replaces `output[0][row, position]` (the
-block output, `resid_post`), or a pre-hook replaces the block input (`resid_pre`); generation runs
-HF `generate` with the hook active for the prompt pass only. Independent of simplescope: it only
-uses torch and transformers, one row at a time (no padding), so nothing about batching is shared.
+paper's code patches: a hook on block `layer` (`transformer.h[layer]` in GPT-J and GPT-2,
+`gpt_neox.layers[layer]` in NeoX, `model.layers[layer]` in Llama, Mistral and Qwen) replaces
+`output[0][row, position]` (the block output, `resid_post`), or a pre-hook replaces the block input
+(`resid_pre`); generation runs HF `generate` with the hook active for the prompt pass only.
+Independent of simplescope: it only uses torch and transformers, one row at a time (no padding),
+so nothing about batching is shared.
 """
 from __future__ import annotations
 
@@ -11,12 +13,18 @@ import contextlib
 import torch
 
 
+def blocks(hf):
+    """The decoder blocks of an HF causal LM of any family (base model's `h` or `layers`)."""
+    base = getattr(hf, hf.base_model_prefix)
+    return base.h if hasattr(base, "h") else base.layers
+
+
 @contextlib.contextmanager
 def patched(hf, layer: int, positions, vector, site: str = "resid_post", once: bool = False):
     """Within the block, the residual at `positions` (of batch row 0) of block `layer`'s output
     (resid_post) or input (resid_pre) is `vector`. once=True: only the first forward call is
     patched (the prompt pass of `generate`; later calls are one-token decode steps)."""
-    block = hf.transformer.h[layer]
+    block = blocks(hf)[layer]
     calls = {"n": 0}
     vec = vector.detach().to(hf.dtype)
 
@@ -63,7 +71,7 @@ def block_output(hf, ids, layer: int, position: int):
     def hook(_mod, _args, output):
         got["h"] = (output[0] if isinstance(output, tuple) else output)[0, position].detach().clone()
 
-    handle = hf.transformer.h[layer].register_forward_hook(hook)
+    handle = blocks(hf)[layer].register_forward_hook(hook)
     try:
         with torch.no_grad():
             hf(torch.tensor([ids]))

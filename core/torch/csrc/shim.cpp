@@ -410,6 +410,8 @@ SST_UNARY(sst_neg, a.neg())
 SST_UNARY(sst_sin, a.sin())
 SST_UNARY(sst_cos, a.cos())
 SST_UNARY(sst_gelu_tanh, at::gelu(a, "tanh"))
+SST_UNARY(sst_gelu, at::gelu(a))
+SST_UNARY(sst_silu, at::silu(a))
 SST_BINARY(sst_add, a.add(b))
 SST_BINARY(sst_sub, a.sub(b))
 SST_BINARY(sst_mul, a.mul(b))
@@ -632,6 +634,59 @@ sst_error sst_rotary_gptj(const sst_tensor *x_, const sst_tensor *sin_, const ss
   at::Tensor y = xr * cos + rotated * sin;
   if (rot < D) y = at::cat({y.to(x.scalar_type()), x.narrow(-1, rot, D - rot)}, -1);
   *out = wrap(y.to(x.scalar_type()));
+  SST_END
+}
+
+sst_error sst_rms_norm(const sst_tensor *x_, const sst_tensor *w, double eps, int plus_one, sst_tensor **out) {
+  SST_BEGIN("sst_rms_norm")
+  check_out(out);
+  const at::Tensor &x = T(x_, "x");
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor y = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true).add(eps));
+  if (plus_one != 0) {
+    if (w != nullptr) y = y * w->t.to(at::kFloat).add(1.0);  // Gemma: (x * (1 + w)) then cast
+    y = y.to(x.scalar_type());
+  } else {
+    y = y.to(x.scalar_type());  // Llama: cast, then w * x
+    if (w != nullptr) y = w->t * y;
+  }
+  *out = wrap(std::move(y));
+  SST_END
+}
+
+sst_error sst_rotary_half(const sst_tensor *x_, const sst_tensor *sin_, const sst_tensor *cos_, int64_t rot,
+                          sst_tensor **out) {
+  SST_BEGIN("sst_rotary_half")
+  check_out(out);
+  const at::Tensor &x = T(x_, "x");
+  int64_t D = x.size(-1);
+  if (rot <= 0 || rot > D || rot % 2 != 0)
+    throw std::invalid_argument("rotary dim " + std::to_string(rot) + " invalid for head dim " + std::to_string(D));
+  const at::Tensor &sin = T(sin_, "sin");
+  const at::Tensor &cos = T(cos_, "cos");
+  at::Tensor xr = x.narrow(-1, 0, rot);
+  at::Tensor s2 = at::cat({sin, sin}, -1);
+  at::Tensor c2 = at::cat({cos, cos}, -1);
+  // rotate_half: (a1, a2) -> (-a2, a1)
+  at::Tensor rotated = at::cat({xr.narrow(-1, rot / 2, rot / 2).neg(), xr.narrow(-1, 0, rot / 2)}, -1);
+  at::Tensor y = xr * c2 + rotated * s2;
+  if (rot < D) y = at::cat({y.to(x.scalar_type()), x.narrow(-1, rot, D - rot)}, -1);
+  *out = wrap(y.to(x.scalar_type()));
+  SST_END
+}
+
+sst_error sst_window_mask(const sst_tensor *mask_, const sst_tensor *qpos_, const sst_tensor *kpos_, int64_t window,
+                          sst_tensor **out) {
+  SST_BEGIN("sst_window_mask")
+  check_out(out);
+  const at::Tensor &qpos = T(qpos_, "qpos");
+  const at::Tensor &kpos = T(kpos_, "kpos");
+  if (qpos.dim() != 2 || kpos.dim() != 2) throw std::invalid_argument("qpos and kpos must be (B, T)");
+  if (window <= 0) throw std::invalid_argument("window must be positive, got " + std::to_string(window));
+  // (Bq, 1, Tq, 1) vs (Bk, 1, 1, Tk)
+  at::Tensor m = kpos.unsqueeze(1).unsqueeze(1).gt(qpos.unsqueeze(1).unsqueeze(-1).sub(window));
+  if (mask_ != nullptr) m = m.logical_and(mask_->t.to(at::kBool));
+  *out = wrap(std::move(m));
   SST_END
 }
 

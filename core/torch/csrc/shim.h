@@ -124,15 +124,35 @@ SST_API sst_error sst_layer_norm(const sst_tensor *x, const sst_tensor *w, const
                          double eps, sst_tensor **out);
 /* gelu, tanh approximation ("gelu_new" in HF). */
 SST_API sst_error sst_gelu_tanh(const sst_tensor *x, sst_tensor **out);
+/* gelu, exact (erf) form ("gelu" in HF). */
+SST_API sst_error sst_gelu(const sst_tensor *x, sst_tensor **out);
+/* silu (swish): x * sigmoid(x). */
+SST_API sst_error sst_silu(const sst_tensor *x, sst_tensor **out);
+/* RMS norm over the last dimension. plus_one = 0, HF's LlamaRMSNorm: in float32,
+ * y = x / sqrt(mean(x^2) + eps), cast back to x's dtype, then times w (if not NULL).
+ * plus_one = 1, HF's GemmaRMSNorm: y * (1 + w) in float32, then cast to x's dtype. */
+SST_API sst_error sst_rms_norm(const sst_tensor *x, const sst_tensor *w, double eps, int plus_one,
+                       sst_tensor **out);
 SST_API sst_error sst_embedding(const sst_tensor *weight, const sst_tensor *ids, sst_tensor **out);
 /* GPT-J's interleaved rotary embedding on the first rot dims of the last axis:
  * x (..., T, H, D) or any shape whose last axis is D; sin, cos broadcastable to (..., rot/2).
  * out = cat(x_rot*cos' + rotate_every_two(x_rot)*sin', x_pass) with sin'/cos' repeated twice. */
 SST_API sst_error sst_rotary_gptj(const sst_tensor *x, const sst_tensor *sin, const sst_tensor *cos,
                           int64_t rot, sst_tensor **out);
+/* NeoX / Llama rotary embedding (rotate_half) on the first rot dims of the last axis:
+ * x (..., D); sin, cos broadcastable to (..., rot/2).
+ * out = cat(x_rot*cos' + rotate_half(x_rot)*sin', x_pass) with sin'/cos' = cat(sin, sin) / cat(cos, cos)
+ * and rotate_half(a) = cat(-a[rot/2:], a[:rot/2]). */
+SST_API sst_error sst_rotary_half(const sst_tensor *x, const sst_tensor *sin, const sst_tensor *cos,
+                          int64_t rot, sst_tensor **out);
 /* Causal mask with key padding: valid (B, T) bool -> (B, 1, T, T), true where key j <= query i
  * and key j is valid. */
 SST_API sst_error sst_causal_mask(const sst_tensor *valid, sst_tensor **out);
+/* Sliding-window mask: qpos (Bq, Tq) and kpos (Bk, Tk) int64 positions of queries and keys ->
+ * (B, 1, Tq, Tk) bool, true where kpos > qpos - window (key at most window-1 positions behind the
+ * query), AND mask when mask is not NULL (broadcastable to (B, 1, Tq, Tk)). */
+SST_API sst_error sst_window_mask(const sst_tensor *mask, const sst_tensor *qpos, const sst_tensor *kpos,
+                          int64_t window, sst_tensor **out);
 /* Attention: q (B, H, Tq, D), k/v (B, H, Tk, D); mask NULL or boolean broadcastable to
  * (B, H, Tq, Tk) with true = may attend. Scores in float32 scaled by 1/sqrt(D); output in
  * v's dtype. */
