@@ -19,6 +19,9 @@ Usage:
                                                   invert]; per input line a JSON list with, per
                                                   pattern, the pieces of Split(Regex(pattern))
                                                   or {"error": message}
+  hf_ref.py special DIR...                       per DIR one line {"bos": ..., "eos": ...}: the
+                                                  BOS and EOS ids of transformers' AutoTokenizer
+                                                  for DIR (null when it has none)
   hf_ref.py splitlen PATTERN IN.jsonl             per input line the UTF-8 byte lengths of the
                                                   pieces of Split(Regex(PATTERN), "isolated")
 Input lines of IN.jsonl / TEXTS.jsonl are JSON objects with a "text" field; output goes to stdout.
@@ -127,10 +130,10 @@ def sentencepiece(kind, docs, vocab):
     # The byte tokens are plain vocabulary entries in Llama 2, not added tokens.
     doc["added_tokens"] = [a for a in doc["added_tokens"] if a["content"] not in byte_tokens]
     config = {"add_bos_token": True, "add_eos_token": False,
-              "bos_token": {"content": "<s>", "lstrip": False, "normalized": False, "rstrip": False,
-                            "single_word": False, "special": True},
-              "eos_token": {"content": "</s>", "lstrip": False, "normalized": False, "rstrip": False,
-                            "single_word": False, "special": True},
+              "bos_token": {"__type": "AddedToken", "content": "<s>", "lstrip": False, "normalized": False,
+                            "rstrip": False, "single_word": False, "special": True},
+              "eos_token": {"__type": "AddedToken", "content": "</s>", "lstrip": False, "normalized": False,
+                            "rstrip": False, "single_word": False, "special": True},
               "unk_token": "<unk>"}
     return doc, config
 
@@ -187,6 +190,13 @@ def main():
                 else:
                     row.append([p for p, _ in s.pre_tokenize_str(t)])
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    elif mode == "special":
+        import warnings
+        warnings.filterwarnings("ignore")
+        from transformers import AutoTokenizer
+        for d in sys.argv[2:]:
+            tok = AutoTokenizer.from_pretrained(d)
+            out.write(json.dumps({"bos": tok.bos_token_id, "eos": tok.eos_token_id}) + "\n")
     elif mode == "splitlen":
         s = pre_tokenizers.Split(Regex(sys.argv[2]), behavior="isolated", invert=False)
         for t in texts(sys.argv[3]):
