@@ -1,9 +1,6 @@
 package tokenizer
 
-import (
-	"container/heap"
-	"sync"
-)
+import "sync"
 
 // pair is two adjacent token ids.
 type pair struct{ a, b int32 }
@@ -169,22 +166,52 @@ type heapItem struct {
 	left, right int32 // the two ids when pushed, to detect stale entries
 }
 
+// mergeHeap is a binary min-heap of candidate merges by (rank, position), typed to avoid
+// container/heap's boxing.
 type mergeHeap []heapItem
 
-func (h mergeHeap) Len() int { return len(h) }
-func (h mergeHeap) Less(i, j int) bool {
+func (h mergeHeap) less(i, j int) bool {
 	if h[i].rank != h[j].rank {
 		return h[i].rank < h[j].rank
 	}
 	return h[i].pos < h[j].pos
 }
-func (h mergeHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *mergeHeap) Push(x any)   { *h = append(*h, x.(heapItem)) }
-func (h *mergeHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return it
+
+func (h *mergeHeap) push(it heapItem) {
+	*h = append(*h, it)
+	s := *h
+	for i := len(s) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !s.less(i, p) {
+			break
+		}
+		s[i], s[p] = s[p], s[i]
+		i = p
+	}
+}
+
+func (h *mergeHeap) pop() heapItem {
+	s := *h
+	top := s[0]
+	n := len(s) - 1
+	s[0] = s[n]
+	s = s[:n]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && s.less(l, m) {
+			m = l
+		}
+		if r < n && s.less(r, m) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		s[i], s[m] = s[m], s[i]
+		i = m
+	}
+	*h = s
+	return top
 }
 
 // mergeHeap merges the bytes of a byte-level word (every byte in the vocab) with mergeHeapSyms.
@@ -210,21 +237,21 @@ func (m *bpe) mergeHeapSyms(id []int32) []int32 {
 		prev[i], next[i], alive[i] = int32(i-1), int32(i+1), true
 	}
 	next[n-1] = -1
-	h := &mergeHeap{}
+	h := make(mergeHeap, 0, n)
 	push := func(p int32) {
 		q := next[p]
 		if q < 0 {
 			return
 		}
 		if mg, ok := m.merges[pair{id[p], id[q]}]; ok {
-			heap.Push(h, heapItem{rank: mg.rank, pos: p, left: id[p], right: id[q]})
+			h.push(heapItem{rank: mg.rank, pos: p, left: id[p], right: id[q]})
 		}
 	}
 	for i := 0; i+1 < n; i++ {
 		push(int32(i))
 	}
-	for h.Len() > 0 {
-		it := heap.Pop(h).(heapItem)
+	for len(h) > 0 {
+		it := h.pop()
 		p := it.pos
 		q := next[p]
 		if !alive[p] || q < 0 || id[p] != it.left || id[q] != it.right {
