@@ -82,8 +82,11 @@ func build(sp *spec) (*Tokenizer, error) {
 		if a.ID < 0 || a.Content == "" {
 			return nil, fmt.Errorf("tokenizer: added token %q has id %d", a.Content, a.ID)
 		}
-		if prev, dup := byContent[a.Content]; dup && *prev != *a {
-			return nil, fmt.Errorf("tokenizer: %s: added token %q is listed twice with different settings", sp.addedFile, a.Content)
+		if prev, dup := byContent[a.Content]; dup {
+			if *prev != *a {
+				return nil, fmt.Errorf("tokenizer: %s: added token %q is listed twice with different settings", sp.addedFile, a.Content)
+			}
+			continue
 		}
 		byContent[a.Content] = a
 		size = max(size, a.ID+1)
@@ -107,22 +110,31 @@ func build(sp *spec) (*Tokenizer, error) {
 	// the normalized text, by their normalized content (HF's AddedVocabulary); an added token
 	// decodes from that normalized form too.
 	var specials, normals []*AddedToken
-	for _, a := range byContent {
-		t.known[a.ID], t.tokens[a.ID] = true, a.Content
-		if a.Normalized {
-			m := *a
-			if t.norm != nil {
-				m.Content = t.norm.normalize(a.Content)
-				if m.Content != a.Content {
-					t.decIn[a.ID] = m.Content
-				}
-			}
-			if m.Content != "" {
-				normals = append(normals, &m)
-			}
-		} else {
-			specials = append(specials, a)
+	normalizedFrom := map[string]string{}
+	for i := range sp.added {
+		a := byContent[sp.added[i].Content]
+		if a != &sp.added[i] {
+			continue // a duplicate
 		}
+		t.known[a.ID], t.tokens[a.ID] = true, a.Content
+		if !a.Normalized {
+			specials = append(specials, a)
+			continue
+		}
+		m := *a
+		if t.norm != nil {
+			m.Content = t.norm.normalize(a.Content)
+			if m.Content != a.Content {
+				t.decIn[a.ID] = m.Content
+			}
+		}
+		if other, dup := normalizedFrom[m.Content]; dup || m.Content == "" {
+			// HF builds its automaton from a hash map: which of two tokens with the same
+			// normalized text it finds is not determined.
+			return nil, fmt.Errorf("tokenizer: %s: unsupported added tokens %q and %q, the same text %q once normalized (HF matches either)", sp.addedFile, other, a.Content, m.Content)
+		}
+		normalizedFrom[m.Content] = a.Content
+		normals = append(normals, &m)
 	}
 	t.special, t.normal, t.hasAdded = newMatcher(specials), newMatcher(normals), len(byContent) > 0
 
@@ -222,6 +234,9 @@ func (t *Tokenizer) buildModel(sp *spec, enc [256]string, dec map[rune]byte) err
 		m.merges[pair{int32(a), int32(b)}] = merge{rank: int32(rank), id: int32(c)}
 	}
 	m.cache = newWordCache(1<<17, 256)
+	if m.byteLevel {
+		m.vocab = nil // byte-level mode reads byteID (and whole), not the vocab
+	}
 	return nil
 }
 

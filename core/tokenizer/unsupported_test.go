@@ -96,6 +96,11 @@ func TestUnsupportedComponents(t *testing.T) {
 			l := m["added_tokens"].([]any)
 			l[0], l[1] = l[1], l[0]
 		}, "but HF tokenizers assigns it"},
+		{"gpt2", func(m map[string]any) {
+			m["normalizer"] = jsonOf(`{"type": "NFKC"}`)
+			addTokens(m, `{"content": "ﬁx", "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": false}`,
+				`{"content": "fix", "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": false}`)
+		}, "the same text \"fix\" once normalized"},
 	}
 	for _, c := range cases {
 		t.Run(c.want, func(t *testing.T) {
