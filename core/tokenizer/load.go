@@ -529,37 +529,54 @@ func (p *parser) postProcessor(raw json.RawMessage) (postProcessor, error) {
 	return nil, p.unsupported("post_processor type %q (supported: ByteLevel, TemplateProcessing, Sequence)", o.typ)
 }
 
+// tokenizerFile is the top level of tokenizer.json, read in one pass: the components stay raw
+// for the parser, the model's vocabulary is decoded directly.
+type tokenizerFile struct {
+	Version       json.RawMessage `json:"version"`
+	Truncation    json.RawMessage `json:"truncation"`
+	Padding       json.RawMessage `json:"padding"`
+	AddedTokens   []AddedToken    `json:"added_tokens"`
+	Normalizer    json.RawMessage `json:"normalizer"`
+	PreTokenizer  json.RawMessage `json:"pre_tokenizer"`
+	PostProcessor json.RawMessage `json:"post_processor"`
+	Decoder       json.RawMessage `json:"decoder"`
+	Model         *struct {
+		Type                    *string         `json:"type"`
+		Dropout                 *float64        `json:"dropout"`
+		UnkToken                *string         `json:"unk_token"`
+		ContinuingSubwordPrefix *string         `json:"continuing_subword_prefix"`
+		EndOfWordSuffix         *string         `json:"end_of_word_suffix"`
+		FuseUnk                 *bool           `json:"fuse_unk"`
+		ByteFallback            *bool           `json:"byte_fallback"`
+		IgnoreMerges            *bool           `json:"ignore_merges"`
+		Vocab                   map[string]int  `json:"vocab"`
+		Merges                  json.RawMessage `json:"merges"`
+	} `json:"model"`
+}
+
 func parseTokenizerJSON(path string, raw []byte) (*spec, error) {
 	p := &parser{path: path}
-	var f map[string]json.RawMessage
+	var f tokenizerFile
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return nil, fmt.Errorf("tokenizer: parse %s: %w", path, err)
 	}
-	if f == nil {
-		return nil, fmt.Errorf("tokenizer: parse %s: not a JSON object", path)
-	}
-	if v, ok := f["version"]; ok {
+	if len(f.Version) > 0 {
 		var s string
-		if json.Unmarshal(v, &s) != nil || s != "1.0" {
-			return nil, p.unsupported("version %s (HF tokenizers reads 1.0 only)", v)
+		if json.Unmarshal(f.Version, &s) != nil || s != "1.0" {
+			return nil, p.unsupported("version %s (HF tokenizers reads 1.0 only)", f.Version)
 		}
 	}
-	for _, k := range []string{"truncation", "padding"} {
-		if v, ok := f[k]; ok && !isNull(v) {
+	for k, v := range map[string]json.RawMessage{"truncation": f.Truncation, "padding": f.Padding} {
+		if !isNull(v) {
 			return nil, p.unsupported("%s %s (encode would truncate or pad; only null)", k, v)
 		}
 	}
-	sp := &spec{mergesFile: path, addedFile: path}
-	if v, ok := f["added_tokens"]; ok && !isNull(v) {
-		if err := json.Unmarshal(v, &sp.added); err != nil {
-			return nil, fmt.Errorf("tokenizer: parse %s: added_tokens: %w", path, err)
-		}
-	}
+	sp := &spec{mergesFile: path, addedFile: path, added: f.AddedTokens}
 	var err error
-	if sp.norm, err = p.normalizer(f["normalizer"]); err != nil {
+	if sp.norm, err = p.normalizer(f.Normalizer); err != nil {
 		return nil, err
 	}
-	if sp.steps, err = p.preTokenizer(f["pre_tokenizer"], nil); err != nil {
+	if sp.steps, err = p.preTokenizer(f.PreTokenizer, nil); err != nil {
 		return nil, err
 	}
 	metaspaces := 0
@@ -580,68 +597,46 @@ func parseTokenizerJSON(path string, raw []byte) (*spec, error) {
 	if metaspaces > 1 {
 		return nil, p.unsupported("pre_tokenizer: more than one Metaspace")
 	}
-	if sp.dec, err = p.decoder(f["decoder"]); err != nil {
+	if sp.dec, err = p.decoder(f.Decoder); err != nil {
 		return nil, err
 	}
-	if sp.post, err = p.postProcessor(f["post_processor"]); err != nil {
+	if sp.post, err = p.postProcessor(f.PostProcessor); err != nil {
 		return nil, err
 	}
-	if err := p.model(f["model"], sp); err != nil {
+	if err := p.model(&f, sp); err != nil {
 		return nil, err
 	}
 	return sp, nil
 }
 
-func (p *parser) model(raw json.RawMessage, sp *spec) error {
-	if isNull(raw) {
+func (p *parser) model(f *tokenizerFile, sp *spec) error {
+	m := f.Model
+	switch {
+	case m == nil:
 		return p.errf("no model")
+	case m.Type == nil:
+		return p.errf(`model has no "type"`)
+	case *m.Type != "BPE":
+		return p.unsupported("model.type %q (want BPE)", *m.Type)
+	case m.Dropout != nil && *m.Dropout != 0:
+		return p.unsupported("model.dropout %v", *m.Dropout)
+	case m.ContinuingSubwordPrefix != nil && *m.ContinuingSubwordPrefix != "":
+		return p.unsupported("model.continuing_subword_prefix %q", *m.ContinuingSubwordPrefix)
+	case m.EndOfWordSuffix != nil && *m.EndOfWordSuffix != "":
+		return p.unsupported("model.end_of_word_suffix %q", *m.EndOfWordSuffix)
+	case m.Vocab == nil:
+		return p.errf(`model BPE lacks "vocab"`)
+	case isNull(m.Merges):
+		return p.errf(`model BPE lacks "merges"`)
 	}
-	const where = "model"
-	o, err := p.object(raw, where)
-	if err != nil {
-		return err
-	}
-	if o.typ != "BPE" {
-		return p.unsupported("model.type %q (want BPE)", o.typ)
-	}
-	var dropout *float64
-	var prefix, suffix *string
-	if err := p.field(o, where, "dropout", &dropout); err != nil {
-		return err
-	}
-	if dropout != nil && *dropout != 0 {
-		return p.unsupported("model.dropout %v", *dropout)
-	}
-	if err := p.field(o, where, "continuing_subword_prefix", &prefix); err != nil {
-		return err
-	}
-	if prefix != nil && *prefix != "" {
-		return p.unsupported("model.continuing_subword_prefix %q", *prefix)
-	}
-	if err := p.field(o, where, "end_of_word_suffix", &suffix); err != nil {
-		return err
-	}
-	if suffix != nil && *suffix != "" {
-		return p.unsupported("model.end_of_word_suffix %q", *suffix)
-	}
-	for name, v := range map[string]*bool{"fuse_unk": &sp.fuseUnk, "byte_fallback": &sp.byteFallback, "ignore_merges": &sp.ignoreMerges} {
-		if err := p.field(o, where, name, v); err != nil {
-			return err
-		}
-	}
-	if err := p.field(o, where, "unk_token", &sp.unkToken); err != nil {
-		return err
-	}
-	if err := p.required(o, where, "vocab", &sp.vocab); err != nil {
-		return err
-	}
-	mraw, ok := o.fields["merges"]
-	if !ok {
-		return p.errf("model BPE lacks \"merges\"")
-	}
+	sp.unkToken, sp.vocab = m.UnkToken, m.Vocab
+	sp.fuseUnk = m.FuseUnk != nil && *m.FuseUnk
+	sp.byteFallback = m.ByteFallback != nil && *m.ByteFallback
+	sp.ignoreMerges = m.IgnoreMerges != nil && *m.IgnoreMerges
 	// Merges are either "a b" strings or [a, b] pairs (newer tokenizers versions).
 	var asStrings []string
-	if err := json.Unmarshal(mraw, &asStrings); err == nil {
+	if err := json.Unmarshal(m.Merges, &asStrings); err == nil {
+		sp.merges = make([][2]string, 0, len(asStrings))
 		for i, s := range asStrings {
 			if strings.HasPrefix(s, "#version") {
 				continue
@@ -652,7 +647,7 @@ func (p *parser) model(raw json.RawMessage, sp *spec) error {
 			}
 			sp.merges = append(sp.merges, [2]string{a, b})
 		}
-	} else if err := json.Unmarshal(mraw, &sp.merges); err != nil {
+	} else if err := json.Unmarshal(m.Merges, &sp.merges); err != nil {
 		return fmt.Errorf("tokenizer: %s: model.merges: %w", p.path, err)
 	}
 	return nil
