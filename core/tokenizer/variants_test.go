@@ -230,6 +230,19 @@ func TestComponentVariants(t *testing.T) {
 				`{"content": "▁cat", "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": false}`)
 		}},
 	}
+	for _, kind := range []string{"llama3", "llama2"} {
+		variants = append(variants, struct {
+			name, kind string
+			edit       func(m map[string]any)
+		}{"merges as strings " + kind, kind, func(m map[string]any) {
+			var legacy []any
+			for _, mg := range model(m)["merges"].([]any) {
+				p := mg.([]any)
+				legacy = append(legacy, p[0].(string)+" "+p[1].(string))
+			}
+			model(m)["merges"] = legacy
+		}})
+	}
 	texts := variantTexts(t)
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
