@@ -19,8 +19,10 @@ import (
 // {,m} {n,m} and their lazy forms; classes [...] [^...] with ranges and the escapes below; \s \S
 // \d \D (Unicode, as Oniguruma's: White_Space and Nd), \p{X} \P{X} \p{^X} for general categories
 // (L, Lu, N, Nd, P, …) and scripts (Han, Latin, …); \t \n \r \f \v \a \e \xHH \x{H…} \uHHHH and
-// escaped punctuation. Case-insensitive groups may only hold literal characters, which match
-// their simple case-fold orbit (so (?i:s) matches s, S and ſ, as in Oniguruma).
+// escaped punctuation. Inside case-insensitive groups, literals must be ASCII and match their
+// simple case-fold orbit (so (?i:s) matches s, S and ſ, as in Oniguruma); classes there may hold
+// no cased character; literals that could be a multi-character fold (ss, st, ff, fi, fl: ß matches
+// (?i:ss) in Oniguruma) and repeated case-insensitive literals are refused.
 //
 // Anything else (lookbehind, backreferences, atomic groups, possessive quantifiers, \w \b \h,
 // POSIX brackets, nested classes, inline option switches, multi-character case folds, …) is
@@ -733,6 +735,9 @@ func (p *reParser) parseClass() (*charClass, error) {
 				return nil, err
 			}
 			if isSet {
+				if p.hasPrefix("-") && !p.hasPrefix("-]") {
+					return nil, p.errf("a class range starting with a set escape is not supported")
+				}
 				cls.items = append(cls.items, it)
 				continue
 			}
