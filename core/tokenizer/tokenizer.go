@@ -128,7 +128,10 @@ func build(sp *spec) (*Tokenizer, error) {
 				t.decIn[a.ID] = m.Content
 			}
 		}
-		if other, dup := normalizedFrom[m.Content]; dup || m.Content == "" {
+		if m.Content == "" {
+			return nil, fmt.Errorf("tokenizer: %s: unsupported added token %q, empty once normalized", sp.addedFile, a.Content)
+		}
+		if other, dup := normalizedFrom[m.Content]; dup {
 			// HF builds its automaton from a hash map: which of two tokens with the same
 			// normalized text it finds is not determined.
 			return nil, fmt.Errorf("tokenizer: %s: unsupported added tokens %q and %q, the same text %q once normalized (HF matches either)", sp.addedFile, other, a.Content, m.Content)
