@@ -62,3 +62,33 @@ func BenchmarkDecodeCorpus(b *testing.B) {
 	}
 	b.ReportMetric(float64(tokens*b.N)/b.Elapsed().Seconds(), "tokens/s")
 }
+
+// BenchmarkEncodeCorpusFamilies encodes every corpus document once per iteration with each
+// trained family (warm cache), to compare the pipelines' speed with GPT-J's.
+func BenchmarkEncodeCorpusFamilies(b *testing.B) {
+	docs := corpus(b)
+	bytes := 0
+	for _, d := range docs {
+		bytes += len(d)
+	}
+	for _, kind := range families {
+		b.Run(kind, func(b *testing.B) {
+			tok, err := Load(familyDir(b, kind))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, d := range docs { // warm the cache, as BenchmarkEncodeCorpus's first pass does
+				tok.Encode(d)
+			}
+			b.SetBytes(int64(bytes))
+			b.ResetTimer()
+			tokens := 0
+			for i := 0; i < b.N; i++ {
+				for _, d := range docs {
+					tokens += len(tok.Encode(d))
+				}
+			}
+			b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}

@@ -69,6 +69,9 @@ func FuzzLoadJSON(f *testing.F) {
 	f.Add(smallTokenizerJSON(f, 270, true, true), " ünïcode\n\n  spaces")
 	f.Add([]byte(`{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}}`), "a")
 	f.Add([]byte(`{}`), "")
+	f.Add(sentencePieceJSON(false), "hello the\xff 日本 <s>a</s>")
+	f.Add(sentencePieceJSON(true), " hello<s>the  ")
+	f.Add(llama3JSON(f), "It'S 12345 \r\n\n  x<|endoftext|>")
 	// A huge id once made the id tables exhaust memory: a fatal error, not a panic.
 	f.Add([]byte(`{"model": {"type": "BPE", "vocab": {"a": 10000000000000}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}}`), "a")
 	f.Fuzz(func(t *testing.T, raw []byte, text string) {

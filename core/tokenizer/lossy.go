@@ -5,11 +5,19 @@ import (
 	"unicode/utf8"
 )
 
-// DecodeText is Decode made valid UTF-8 the way HF tokenizers' byte-level decoder does it
-// (Rust's String::from_utf8_lossy): each maximal subpart of an ill-formed sequence becomes one
-// U+FFFD. Token sequences that end inside a character (generation cut short, one token of a
+// DecodeText is HF tokenizers' decode(ids, skip_special_tokens=False): Decode made valid UTF-8
+// the way tokenizer.json's decoder does it. The byte-level decoder uses Rust's
+// String::from_utf8_lossy (each maximal subpart of an ill-formed sequence becomes one U+FFFD);
+// the ByteFallback decoder turns a run of <0xNN> tokens that is not valid UTF-8 into one U+FFFD
+// per byte. Token sequences that end inside a character (generation cut short, one token of a
 // multi-byte character) decode to text a caller can print and send as a string.
 func (t *Tokenizer) DecodeText(ids []int) (string, error) {
+	if !t.byteDec {
+		if err := t.checkIDs(ids); err != nil {
+			return "", err
+		}
+		return lossyUTF8(t.decodeChain(ids, false)), nil
+	}
 	s, err := t.Decode(ids)
 	if err != nil {
 		return "", err
