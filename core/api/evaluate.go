@@ -77,7 +77,11 @@ func (s *Session) resolveMethod(sp MethodSpec, prependBOS bool) (patchscope.Meth
 	}
 	var prefixBOS []int
 	if prependBOS {
-		prefixBOS = []int{s.bos()}
+		bos, err := s.bos()
+		if err != nil {
+			return m, nil, err
+		}
+		prefixBOS = []int{bos}
 	}
 	switch ph := sp.Placeholder.(type) {
 	case nil, string:
@@ -187,6 +191,14 @@ func (s *Session) tokenizePrompts(texts []string, tokens [][]int, prependBOS, tr
 	if texts != nil && tokens != nil {
 		return nil, 0, errs.Input("give prompts as texts or as tokens, not both")
 	}
+	var bos []int
+	if prependBOS {
+		id, err := s.bos()
+		if err != nil {
+			return nil, 0, err
+		}
+		bos = []int{id}
+	}
 	var out [][]int
 	if texts != nil {
 		tk, err := s.tok()
@@ -197,21 +209,14 @@ func (s *Session) tokenizePrompts(texts []string, tokens [][]int, prependBOS, tr
 			if t == "" && !allowEmpty {
 				return nil, 0, errs.Input("prompt %d is an empty string", i)
 			}
-			ids := tk.Encode(t)
-			if prependBOS {
-				ids = append([]int{s.bos()}, ids...)
-			}
-			out = append(out, ids)
+			out = append(out, append(slices.Clone(bos), tk.Encode(t)...))
 		}
 	} else {
 		for i, q := range tokens {
 			if len(q) == 0 && !allowEmpty {
 				return nil, 0, errs.Input("prompt %d has no tokens", i)
 			}
-			if prependBOS {
-				q = append([]int{s.bos()}, q...)
-			}
-			out = append(out, q)
+			out = append(out, append(slices.Clone(bos), q...))
 		}
 	}
 	if len(out) == 0 {

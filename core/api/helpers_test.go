@@ -36,7 +36,7 @@ var (
 )
 
 // models makes the test models once per test binary and returns the folder holding
-// tiny/model, sharded/model and bin/model (each with the GPT-J tokenizer.json).
+// tiny/model, sharded/model and bin/model (each with the bundled GPT-J tokenizer files).
 func models(t testing.TB) string {
 	t.Helper()
 	modelsOnce.Do(func() {
@@ -50,11 +50,18 @@ func models(t testing.TB) string {
 		}
 		script := filepath.Join(testutil.RepoRoot(), "core", "gptj", "testdata", "hf_gptj.py")
 		testutil.RunPython(t, script, modelsRoot, tinySpec, shardedSpec, binSpec)
-		tokJSON := filepath.Join(testutil.TokenizerDir(), "tokenizer.json")
+		// the bundled GPT-J tokenizer files, as a HF model folder has them (tokenizer_config.json
+		// names the BOS that prepend_bos adds)
+		files, err := os.ReadDir(testutil.TokenizerDir())
+		if modelsErr = err; err != nil {
+			return
+		}
 		for _, spec := range []string{tinySpec, shardedSpec, binSpec} {
-			dst := filepath.Join(modelsRoot, strings.Split(spec, ":")[0], "model", "tokenizer.json")
-			if modelsErr = copyFile(tokJSON, dst); modelsErr != nil {
-				return
+			for _, f := range files {
+				dst := filepath.Join(modelsRoot, strings.Split(spec, ":")[0], "model", f.Name())
+				if modelsErr = copyFile(filepath.Join(testutil.TokenizerDir(), f.Name()), dst); modelsErr != nil {
+					return
+				}
 			}
 		}
 	})

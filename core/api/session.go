@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -301,22 +302,23 @@ func windows(c gptj.Config) []int {
 	return w
 }
 
-// bos is the token prepend_bos adds: the tokenizer's BOS, else config.json's bos_token_id, else
-// its eos_token_id (a model without a BOS of its own, such as Qwen's, starts documents after its
-// end-of-text token), else GPT-J's <|endoftext|> (50256) when the vocabulary has it, else 0.
-func (s *Session) bos() int {
-	c := s.Model.Cfg
-	switch {
-	case s.Tok != nil && s.Tok.BOS() >= 0:
-		return s.Tok.BOS()
-	case c.BOS >= 0 && c.BOS < c.VocabSize:
-		return c.BOS
-	case c.EOS >= 0 && c.EOS < c.VocabSize:
-		return c.EOS
-	case 50256 < c.VocabSize:
-		return 50256
+// bos is the token prepend_bos adds: the BOS the tokenizer names (tokenizer_config.json,
+// special_tokens_map.json, the post-processor's template); a tokenizer that names none is an
+// input error saying why (Qwen2's sets bos_token to null). Without a tokenizer (token ids given
+// directly) it is config.json's bos_token_id.
+func (s *Session) bos() (int, error) {
+	if s.Tok != nil {
+		id, err := s.Tok.BOSToken()
+		if err != nil {
+			return -1, errs.Input("prepend_bos: %v", err)
+		}
+		return id, nil
 	}
-	return 0
+	// no tokenizer (token ids given directly): the model config's bos_token_id
+	if c := s.Model.Cfg; c.BOS >= 0 && c.BOS < c.VocabSize {
+		return c.BOS, nil
+	}
+	return -1, errs.Input("prepend_bos: the model has no tokenizer and its config.json names no bos_token_id")
 }
 
 func (s *Session) tokenize(_ context.Context, req []byte, _ func(int64, int64)) (any, error) {
@@ -331,13 +333,17 @@ func (s *Session) tokenize(_ context.Context, req []byte, _ func(int64, int64)) 
 	if err != nil {
 		return nil, err
 	}
+	var prefix []int
+	if r.PrependBOS {
+		bos, err := s.bos()
+		if err != nil {
+			return nil, err
+		}
+		prefix = []int{bos}
+	}
 	ids := make([][]int, len(r.Texts))
 	for i, t := range r.Texts {
-		if r.PrependBOS {
-			ids[i] = append([]int{s.bos()}, tk.Encode(t)...)
-		} else {
-			ids[i] = tk.Encode(t)
-		}
+		ids[i] = append(slices.Clone(prefix), tk.Encode(t)...)
 	}
 	return map[string]any{"ids": ids}, nil
 }
