@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -343,7 +342,7 @@ func (s *Session) tokenize(_ context.Context, req []byte, _ func(int64, int64)) 
 	}
 	ids := make([][]int, len(r.Texts))
 	for i, t := range r.Texts {
-		ids[i] = append(slices.Clone(prefix), tk.Encode(t)...)
+		ids[i] = append(append(make([]int, 0, len(prefix)+len(t)), prefix...), tk.Encode(t)...) // [] for ""
 	}
 	return map[string]any{"ids": ids}, nil
 }

@@ -20,7 +20,7 @@ import simplescope as ss
 from simplescope.results import Results
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-TOKENIZER_JSON = os.path.join(REPO, "python", "simplescope", "data", "tokenizer", "tokenizer.json")
+TOKENIZER_DIR = os.path.join(REPO, "python", "simplescope", "data", "tokenizer")
 PROMPTS = ["The cat sat on the mat.", "1135 -> 1135", "Hello, world! It's", "Pi is 3.14159"]
 
 
@@ -30,7 +30,8 @@ def rel_model(tmp_path_factory):
     script = os.path.join(REPO, "core", "gptj", "testdata", "hf_gptj.py")
     subprocess.run([sys.executable, script, str(out), "rel:16:2:2:4:50400:st:11"], check=True)
     mdir = os.path.join(out, "rel", "model")
-    shutil.copyfile(TOKENIZER_JSON, os.path.join(mdir, "tokenizer.json"))
+    for name in os.listdir(TOKENIZER_DIR):  # the bundled tokenizer files, BOS named in its config
+        shutil.copyfile(os.path.join(TOKENIZER_DIR, name), os.path.join(mdir, name))
     model = ss.load(mdir)
     yield model
     model.close()
