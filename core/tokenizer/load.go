@@ -209,22 +209,11 @@ func (p *parser) normalizer(raw json.RawMessage) (textNormalizer, error) {
 		r, err := p.replace(o, where)
 		return r, err
 	case "Sequence":
-		var subs []json.RawMessage
-		if err := p.required(o, where, "normalizers", &subs); err != nil {
+		seq, err := sequence(p, o, where, "normalizers", "normalizer", p.normalizer)
+		if err != nil {
 			return nil, err
 		}
-		var seq normSequence
-		for _, s := range subs {
-			n, err := p.normalizer(s)
-			if err != nil {
-				return nil, err
-			}
-			if n == nil {
-				return nil, p.errf("normalizer Sequence holds null")
-			}
-			seq = append(seq, n)
-		}
-		return seq, nil
+		return normSequence(seq), nil
 	}
 	return nil, p.unsupported("normalizer type %q (supported: NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace, Sequence)", o.typ)
 }
@@ -427,22 +416,11 @@ func (p *parser) decoder(raw json.RawMessage) (decoder, error) {
 		}
 		return d, nil
 	case "Sequence":
-		var subs []json.RawMessage
-		if err := p.required(o, where, "decoders", &subs); err != nil {
+		seq, err := sequence(p, o, where, "decoders", "decoder", p.decoder)
+		if err != nil {
 			return nil, err
 		}
-		var seq decoderSequence
-		for _, s := range subs {
-			d, err := p.decoder(s)
-			if err != nil {
-				return nil, err
-			}
-			if d == nil {
-				return nil, p.errf("decoder Sequence holds null")
-			}
-			seq = append(seq, d)
-		}
-		return seq, nil
+		return decoderSequence(seq), nil
 	}
 	return nil, p.unsupported("decoder type %q (supported: ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, Sequence)", o.typ)
 }
@@ -509,24 +487,35 @@ func (p *parser) postProcessor(raw json.RawMessage) (postProcessor, error) {
 		}
 		return t, nil
 	case "Sequence":
-		var subs []json.RawMessage
-		if err := p.required(o, where, "processors", &subs); err != nil {
+		seq, err := sequence(p, o, where, "processors", "post_processor", p.postProcessor)
+		if err != nil {
 			return nil, err
 		}
-		var seq postSequence
-		for _, s := range subs {
-			pp, err := p.postProcessor(s)
-			if err != nil {
-				return nil, err
-			}
-			if pp == nil {
-				return nil, p.errf("post_processor Sequence holds null")
-			}
-			seq = append(seq, pp)
-		}
-		return seq, nil
+		return postSequence(seq), nil
 	}
 	return nil, p.unsupported("post_processor type %q (supported: ByteLevel, TemplateProcessing, Sequence)", o.typ)
+}
+
+// sequence reads the list in field key of a Sequence component (what: normalizer, decoder, …),
+// each element through one; a null element is refused.
+func sequence[T comparable](p *parser, o object, where, key, what string, one func(json.RawMessage) (T, error)) ([]T, error) {
+	var subs []json.RawMessage
+	if err := p.required(o, where, key, &subs); err != nil {
+		return nil, err
+	}
+	var zero T
+	out := make([]T, 0, len(subs))
+	for _, raw := range subs {
+		x, err := one(raw)
+		if err != nil {
+			return nil, err
+		}
+		if x == zero {
+			return nil, p.errf("%s Sequence holds null", what)
+		}
+		out = append(out, x)
+	}
+	return out, nil
 }
 
 // tokenizerFile is the top level of tokenizer.json, read in one pass: the components stay raw
