@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/simplescope/simplescope/core/torch"
 	"math"
 )
 
@@ -33,9 +34,9 @@ func I64Array(v []int64, shape ...int64) Array {
 
 // Ints decodes an integer array (int64 or int32) into []int.
 func (a Array) Ints() ([]int, error) {
-	n := int64(1)
-	for _, d := range a.Shape {
-		n *= d
+	n, err := torch.CheckedNumel(a.Shape, int64(len(a.Data)))
+	if err != nil {
+		return nil, err
 	}
 	switch a.DType {
 	case "int64":

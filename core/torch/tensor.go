@@ -243,6 +243,23 @@ func (t *Tensor) Device() Device { i, _ := t.info(); return i.device }
 // Numel is the number of elements.
 func (t *Tensor) Numel() int64 { return numel(t.Shape()) }
 
+// CheckedNumel is the number of elements of shape, refused when a dimension is negative or the
+// count exceeds limit (a shape from a request could otherwise wrap around int64 and describe far
+// more memory than its data holds).
+func CheckedNumel(shape []int64, limit int64) (int64, error) {
+	n := int64(1)
+	for _, d := range shape {
+		if d < 0 {
+			return 0, fmt.Errorf("torch: shape %v has a negative dimension", shape)
+		}
+		if d != 0 && n > limit/d {
+			return 0, fmt.Errorf("torch: shape %v has more elements than the %d given", shape, limit)
+		}
+		n *= d
+	}
+	return n, nil
+}
+
 func numel(shape []int64) int64 {
 	n := int64(1)
 	for _, d := range shape {
@@ -264,8 +281,11 @@ func FromBytes(data []byte, src DType, shape []int64, dst DType, dev Device) (*T
 	if len(shape) > C.SST_MAX_DIMS {
 		return nil, fmt.Errorf("torch: %d dimensions (max %d)", len(shape), C.SST_MAX_DIMS)
 	}
-	want := numel(shape) * int64(src.Size())
-	if int64(len(data)) != want {
+	n, err := CheckedNumel(shape, int64(len(data)))
+	if err != nil {
+		return nil, err
+	}
+	if want := n * int64(src.Size()); int64(len(data)) != want {
 		return nil, fmt.Errorf("torch: %d bytes given for shape %v of %s (%d bytes)", len(data), shape, src, want)
 	}
 	var p unsafe.Pointer
@@ -273,7 +293,7 @@ func FromBytes(data []byte, src DType, shape []int64, dst DType, dev Device) (*T
 		p = unsafe.Pointer(&data[0])
 	}
 	var out *C.sst_tensor
-	err := check(C.sst_from_blob(p, shapePtr(shape), C.int64_t(len(shape)), C.int(src), C.int(dst), C.int(dev.Type), C.int64_t(dev.Index), &out))
+	err = check(C.sst_from_blob(p, shapePtr(shape), C.int64_t(len(shape)), C.int(src), C.int(dst), C.int(dev.Type), C.int64_t(dev.Index), &out))
 	runtime.KeepAlive(data)
 	if err != nil {
 		return nil, err
